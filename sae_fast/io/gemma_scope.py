@@ -1,0 +1,53 @@
+"""Gemma Scope's ``params.npz``: a JumpReLU SAE whose encoder sees the raw input.
+
+Arrays: ``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``, ``b_enc [d_sae]``, ``b_dec [d_in]``,
+``threshold [d_sae]`` (some copies spell the matrices ``w_enc``/``w_dec``). Gemma Scope computes
+``pre = x @ W_enc + b_enc``, ``f = relu(pre) * (pre > threshold)``, ``x_hat = f @ W_dec + b_dec``:
+no ``b_dec`` is subtracted from the input, so it is folded into ``b_enc`` (see
+:mod:`sae_fast.io.building`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sae_fast.io.building import build_sae, fold_input_centering
+from sae_fast.io.reading import check_shape, read_npz, require_keys
+from sae_fast.sae import JumpReLUSAE, SparseAutoencoder
+
+PARAMS_FILENAME = "params.npz"
+KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
+
+
+def load_gemma_scope(
+    path: Path, *, device: torch.device | str | None, dtype: torch.dtype | None
+) -> SparseAutoencoder:
+    """A :class:`JumpReLUSAE` computing exactly what the Gemma Scope ``params.npz`` at ``path`` computes."""
+    arrays = read_npz(path)
+    arrays = {("W_" + name[2:] if name.startswith("w_") else name): array for name, array in arrays.items()}
+    fix = f"a Gemma Scope {PARAMS_FILENAME} holds {list(KEYS)}; re-download it"
+    require_keys(arrays, KEYS, path, fix)
+    unexpected = sorted(set(arrays) - set(KEYS))
+    if unexpected:
+        raise ValueError(f"{path} holds arrays {unexpected} that a Gemma Scope JumpReLU SAE does not have; {fix}")
+    if arrays["W_enc"].dim() != 2:
+        shape = tuple(arrays["W_enc"].shape)
+        raise ValueError(f"array 'W_enc' in {path} must be a matrix [d_in, d_sae], got shape {shape}")
+    d_in, d_sae = arrays["W_enc"].shape
+    why = f"d_in={d_in}, d_sae={d_sae} from W_enc"
+    expected = {"W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,), "threshold": (d_sae,)}
+    for key, shape in {"W_enc": (d_in, d_sae), **expected}.items():
+        check_shape(arrays, key, shape, path, why)
+
+    target = dtype or arrays["W_enc"].dtype
+    W_enc, W_dec, b_enc, b_dec, threshold = (arrays[name].to(target) for name in KEYS)
+    state = {
+        "W_enc": W_enc,
+        "W_dec": W_dec,
+        "b_enc": fold_input_centering(W_enc, b_enc, b_dec),
+        "b_dec": b_dec,
+        "threshold": threshold,
+    }
+    return build_sae(JumpReLUSAE, state, device=device, dtype=target, source=str(path))

@@ -1,0 +1,97 @@
+"""``load_pretrained``: one entry point that recognises every supported SAE format by its files.
+
+========================  ==========================================================  ================
+format                    files                                                       loaded as
+========================  ==========================================================  ================
+sae_fast                  ``cfg.json`` (with a ``"sae_fast"`` entry) +                the saved class
+                          ``sae_weights.safetensors`` + ``sae_fast_state.safetensors``
+SAELens 6 (and older)     ``cfg.json`` + ``sae_weights.safetensors``                  by architecture
+EleutherAI sparsify       ``cfg.json`` + ``sae.safetensors``                          TopKSAE
+Gemma Scope               ``params.npz``                                              JumpReLUSAE
+========================  ==========================================================  ================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from sae_fast.io import gemma_scope, native, saelens, sparsify
+from sae_fast.io.building import resolve_dtype
+from sae_fast.io.reading import read_json
+from sae_fast.sae import SparseAutoencoder
+
+_CONFIG = saelens.CONFIG_FILENAME  # every folder format calls its config cfg.json
+_FILE_NAMES = (
+    _CONFIG, saelens.WEIGHTS_FILENAME, native.STATE_FILENAME, sparsify.WEIGHTS_FILENAME, gemma_scope.PARAMS_FILENAME,
+)
+
+
+def load_pretrained(
+    path: str | os.PathLike, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None
+) -> SparseAutoencoder:
+    """Load an SAE saved by sae_fast, SAELens, EleutherAI sparsify or Gemma Scope.
+
+    Args:
+        path: the SAE's folder, or one of its files (``cfg.json``, ``sae_weights.safetensors``,
+            ``sae.safetensors``, a Gemma Scope ``params.npz`` or any other ``.npz`` of that layout).
+        device: where to put the SAE (default: torch's default device, normally the CPU).
+        dtype: parameter dtype (default: the one the files store or their config names).
+
+    Returns:
+        The matching sae_fast SAE in eval mode, computing the same codes and reconstructions as
+        the library that wrote it (biases are re-expressed for sae_fast's ``x - b_dec`` encoder
+        where the library differs). Call ``.train()`` to continue training it.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    dtype = resolve_dtype(dtype)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no SAE at {path}: the path does not exist")
+
+    if path.is_file():
+        if path.suffix == ".npz":
+            return gemma_scope.load_gemma_scope(path, device=device, dtype=dtype)
+        if path.name not in _FILE_NAMES:
+            raise ValueError(
+                f"{path} is not a file of a known SAE format; pass the SAE's folder or one of {list(_FILE_NAMES)}"
+            )
+        prefer_sparsify = path.name == sparsify.WEIGHTS_FILENAME
+        path = path.parent
+    else:
+        prefer_sparsify = False
+
+    cfg_path = path / _CONFIG
+    if cfg_path.is_file():
+        cfg = read_json(cfg_path)
+        if native.is_native(cfg):
+            return native.load_native(path, cfg, device=device, dtype=dtype)
+        has_saelens = (path / saelens.WEIGHTS_FILENAME).is_file()
+        has_sparsify = (path / sparsify.WEIGHTS_FILENAME).is_file()
+        if has_sparsify and (prefer_sparsify or not has_saelens):
+            return sparsify.load_sparsify(path, cfg, device=device, dtype=dtype)
+        if has_saelens:
+            return saelens.load_saelens_folder(path, cfg, device=device, dtype=dtype)
+        raise FileNotFoundError(
+            f"{path} has {_CONFIG} but no weights file: expected {saelens.WEIGHTS_FILENAME} (sae_fast / SAELens) "
+            f"or {sparsify.WEIGHTS_FILENAME} (sparsify); copy the weights next to the config"
+        )
+    if (path / gemma_scope.PARAMS_FILENAME).is_file():
+        return gemma_scope.load_gemma_scope(path / gemma_scope.PARAMS_FILENAME, device=device, dtype=dtype)
+
+    markers = (_CONFIG, gemma_scope.PARAMS_FILENAME)
+    subfolders = sorted(p.name for p in path.iterdir() if p.is_dir() and any((p / m).is_file() for m in markers))
+    if subfolders:
+        raise ValueError(
+            f"{path} holds several SAEs, one per subfolder ({subfolders[:5]}{' ...' if len(subfolders) > 5 else ''}); "
+            f"pass one of them, e.g. {path / subfolders[0]}"
+        )
+    raise FileNotFoundError(
+        f"no SAE found in {path}: expected {_CONFIG} with {saelens.WEIGHTS_FILENAME} (sae_fast / SAELens) or "
+        f"{sparsify.WEIGHTS_FILENAME} (sparsify), or {gemma_scope.PARAMS_FILENAME} (Gemma Scope)"
+    )

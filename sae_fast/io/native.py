@@ -1,0 +1,131 @@
+"""sae_fast's own save format: a SAELens 6 folder plus what SAELens cannot express.
+
+A save is exactly what SAELens' ``SAE.load_from_disk`` loads (``cfg.json`` +
+``sae_weights.safetensors``, see :mod:`sae_fast.io.saelens`), so every sae_fast SAE can be used
+from SAELens. Two additions restore the sae_fast module exactly, and SAELens ignores both:
+
+- ``cfg.json["sae_fast"]``: the format version and the module's ``config_dict()`` (architecture,
+  k, training hyper-parameters, dtype). SAELens keeps only the config keys it knows.
+- ``sae_fast_state.safetensors``: every parameter/buffer that ``sae_weights.safetensors`` does not
+  hold verbatim, e.g. BatchTopK's scalar theta and its running-mean state, and the dead-latent
+  counters. It is a separate file because SAELens loads its weights file strictly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from sae_fast.io.atomic import atomic_directory
+from sae_fast.io.building import dtype_name, load_state
+from sae_fast.io.reading import read_safetensors
+from sae_fast.io.saelens import CONFIG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME, saelens_files
+from sae_fast.sae import BatchTopKSAE, SparseAutoencoder
+
+FORMAT_KEY = "sae_fast"
+FORMAT_VERSION = 1
+STATE_FILENAME = "sae_fast_state.safetensors"
+SAVE_FILENAMES = (CONFIG_FILENAME, WEIGHTS_FILENAME, STATE_FILENAME, SPARSITY_FILENAME)
+
+
+def save_pretrained(
+    sae: SparseAutoencoder, directory: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Save ``sae`` to ``directory`` so that both sae_fast and SAELens 6 can load it.
+
+    Args:
+        sae: any sae_fast SAE (BatchTopK, TopK, JumpReLU, ReLU).
+        directory: the folder to write; created if needed. An existing save there is replaced
+            atomically (a crash mid-save leaves the previous save intact); a folder holding other
+            files is refused rather than overwritten.
+        metadata: JSON-able facts for SAELens' ``cfg.metadata``, e.g. ``model_name``,
+            ``hook_name``, ``context_size``, ``dataset_path``.
+
+    Returns:
+        The path of the saved folder.
+    """
+    if not isinstance(sae, SparseAutoencoder):
+        raise TypeError(f"sae must be an sae_fast SAE (e.g. BatchTopKSAE), got {type(sae).__name__}")
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"directory must be a path (str or os.PathLike), got {type(directory).__name__}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict of JSON-able values, got {type(metadata).__name__}")
+    cfg, weights = saelens_files(sae, metadata)
+    cfg[FORMAT_KEY] = {"format_version": FORMAT_VERSION, "config": sae.config_dict()}
+    try:
+        cfg_text = json.dumps(cfg, indent=2)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"metadata must hold only JSON-able values (str, numbers, lists, dicts): {error}") from None
+
+    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in sae.state_dict().items()}
+    extra = {
+        name: tensor
+        for name, tensor in state.items()
+        if name not in weights or weights[name].shape != tensor.shape or weights[name].dtype != tensor.dtype
+    }
+    directory = Path(directory)
+    with atomic_directory(directory, SAVE_FILENAMES) as staging:
+        save_file(weights, str(staging / WEIGHTS_FILENAME))
+        save_file(extra, str(staging / STATE_FILENAME))
+        (staging / CONFIG_FILENAME).write_text(cfg_text, encoding="utf-8")
+    return directory
+
+
+def is_native(cfg: Mapping[str, Any]) -> bool:
+    return isinstance(cfg.get(FORMAT_KEY), dict)
+
+
+def load_native(
+    directory: Path, cfg: Mapping[str, Any], *, device: torch.device | str | None, dtype: torch.dtype | None
+) -> SparseAutoencoder:
+    """The module that :func:`save_pretrained` wrote to ``directory``, in eval mode."""
+    cfg_path = directory / CONFIG_FILENAME
+    block = cfg[FORMAT_KEY]
+    version = block.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{cfg_path} uses sae_fast format version {version!r}; this sae_fast reads versions up to "
+            f"{FORMAT_VERSION}: upgrade sae_fast"
+        )
+    config = block.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{cfg_path}: the 'sae_fast' entry has no 'config' object; re-save the SAE")
+    config = dict(config)
+    if dtype is not None:
+        config["dtype"] = dtype_name(dtype)
+    config.setdefault("seed", 0)  # parameters are overwritten below; avoid touching the global RNG
+    try:
+        sae = SparseAutoencoder.from_config_dict(config, device=device)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{cfg_path}: cannot rebuild the SAE from its 'sae_fast' config: {error}") from None
+
+    weights_path = directory / WEIGHTS_FILENAME
+    tensors = read_safetensors(weights_path)
+    state_path = directory / STATE_FILENAME
+    extra = read_safetensors(state_path) if state_path.exists() else None
+    tensors.update(extra or {})
+    if extra is None and isinstance(sae, BatchTopKSAE) and "threshold" in tensors:
+        # Only the SAELens files are left: theta is the (uniform) per-latent JumpReLU threshold.
+        tensors["threshold"] = tensors["threshold"].reshape(-1)[0].float()
+        tensors["threshold_frozen"] = torch.tensor(True)
+    source = f"{weights_path} + {STATE_FILENAME}" if extra is not None else str(weights_path)
+    _check_complete(sae, tensors, source, have_state=extra is not None)
+    load_state(sae, tensors, source)
+    return sae.eval()
+
+
+def _check_complete(sae: SparseAutoencoder, tensors: dict[str, Tensor], source: str, have_state: bool) -> None:
+    missing = sorted(set(sae.state_dict()) - set(tensors))
+    # Without the state file, fresh buffers (dead-latent counters) are acceptable; parameters never.
+    fatal = missing if have_state else sorted(set(missing) & {name for name, _ in sae.named_parameters()})
+    if fatal:
+        raise ValueError(
+            f"{source} lack(s) tensor(s) {fatal} of {type(sae).__name__}; the save is incomplete, re-save the SAE"
+        )

@@ -1,0 +1,264 @@
+"""The base class every sae_fast SAE shares: parameters, encode/decode, dead-latent tracking, decoder norms.
+
+Conventions (kept identical in every architecture, kernel and file format):
+
+- Parameters are named and shaped as in SAELens: ``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``,
+  ``b_enc [d_sae]``, ``b_dec [d_in]`` so weights move between the libraries without transposes.
+- The encoder sees the input centred by the decoder bias:
+  ``pre = relu((x - b_dec) @ W_enc + b_enc)`` (SAELens' ``apply_b_dec_to_input=True``). Every
+  architecture selects among these non-negative pre-activations.
+- Inputs are ``[..., d_in]``; all statistics (L0, the batch top-k budget, theta, dead latents)
+  count tokens, i.e. the product of the leading dimensions, never sequences.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from sae_fast.autograd import kept_encoder_values, sparse_decode
+from sae_fast.kernels.dispatch import REFERENCE_OPS, check_backend, kernel_ops
+from sae_fast.sae.output import TrainingOutput
+from sae_fast.sparse_codes import SparseCodes
+from sae_fast.validation import check_activations, check_positive_int
+
+DEFAULT_DEAD_TOKENS = 10_000_000
+
+
+class SparseAutoencoder(nn.Module, abc.ABC):
+    """Shared machinery; subclasses define :meth:`select` and :meth:`_training_pass`."""
+
+    architecture: ClassVar[str] = ""
+    _registry: ClassVar[dict[str, type[SparseAutoencoder]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.architecture:
+            SparseAutoencoder._registry[cls.architecture] = cls
+
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        *,
+        dead_tokens_threshold: int = DEFAULT_DEAD_TOKENS,
+        check_finite: bool = True,
+        backend: str = "auto",
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.d_in = check_positive_int(d_in, "d_in")
+        self.d_sae = check_positive_int(d_sae, "d_sae")
+        self.dead_tokens_threshold = check_positive_int(dead_tokens_threshold, "dead_tokens_threshold")
+        if not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
+        self.check_finite = bool(check_finite)
+        self.backend = check_backend(backend)
+        factory = {"device": device, "dtype": dtype}
+        self.W_enc = nn.Parameter(torch.empty(d_in, d_sae, **factory))
+        self.W_dec = nn.Parameter(torch.empty(d_sae, d_in, **factory))
+        self.b_enc = nn.Parameter(torch.zeros(d_sae, **factory))
+        self.b_dec = nn.Parameter(torch.zeros(d_in, **factory))
+        # Tokens seen since each latent last fired: a latent is dead once this reaches the threshold.
+        self.register_buffer("tokens_since_fired", torch.zeros(d_sae, dtype=torch.int64, device=device))
+        self._config: dict[str, Any] = {
+            "d_in": d_in,
+            "d_sae": d_sae,
+            "dead_tokens_threshold": dead_tokens_threshold,
+            "check_finite": self.check_finite,
+            "backend": backend,
+        }
+        self.reset_parameters(seed)
+
+    # ------------------------------------------------------------------ set-up and config
+    @torch.no_grad()
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Unit-norm random decoder rows and the tied encoder ``W_enc = W_dec.T`` (as Gao et al.)."""
+        # Without a seed, draw from torch's global RNG so a user's torch.manual_seed governs it.
+        generator = None if seed is None else torch.Generator(device="cpu").manual_seed(seed)
+        rows = torch.randn(self.d_sae, self.d_in, generator=generator, dtype=torch.float32)
+        rows /= rows.norm(dim=1, keepdim=True)
+        self.W_dec.copy_(rows)
+        self.W_enc.copy_(rows.t())
+        self.b_enc.zero_()
+        self.b_dec.zero_()
+        self.tokens_since_fired.zero_()
+
+    def config_dict(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-able) that rebuild this SAE with :meth:`from_config_dict`."""
+        return {"architecture": self.architecture, **self._config, "dtype": str(self.dtype).split(".")[-1]}
+
+    @staticmethod
+    def from_config_dict(config: dict[str, Any], device: torch.device | str | None = None) -> SparseAutoencoder:
+        """Build an untrained SAE of the architecture named in ``config["architecture"]``."""
+        config = dict(config)
+        architecture = config.pop("architecture", None)
+        cls = SparseAutoencoder._registry.get(architecture)
+        if cls is None:
+            raise ValueError(
+                f"unknown SAE architecture {architecture!r}; expected one of "
+                f"{sorted(SparseAutoencoder._registry)}"
+            )
+        dtype_name = config.pop("dtype", "float32")
+        dtype = getattr(torch, dtype_name, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"unknown dtype {dtype_name!r} in SAE config")
+        try:
+            return cls(**config, device=device, dtype=dtype)
+        except TypeError as error:
+            raise ValueError(f"config does not match {cls.__name__}'s arguments: {error}") from error
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_dec.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_dec.dtype
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self._config.items() if k not in ("check_finite",))
+
+    def save_pretrained(self, directory, *, metadata: dict[str, Any] | None = None):
+        """Atomically write ``cfg.json`` + ``sae_weights.safetensors`` (loadable by SAELens 6)."""
+        from sae_fast.io import save_pretrained  # io imports the modules, so import lazily
+
+        return save_pretrained(self, directory, metadata=metadata)
+
+    # ------------------------------------------------------------------ core maths
+    def _tokens(self, x: Tensor) -> Tensor:
+        x = check_activations(x, self.d_in, device=self.device, check_finite=self.check_finite)
+        return x.to(self.dtype)
+
+    def _ops(self):
+        return REFERENCE_OPS if self.backend == "dense" else kernel_ops(self.device, self.backend)
+
+    def pre_activations(self, x_tokens: Tensor) -> Tensor:
+        """``relu((x - b_dec) @ W_enc + b_enc)`` for flattened tokens ``[n, d_in]`` → ``[n, d_sae]``."""
+        return torch.relu((x_tokens - self.b_dec) @ self.W_enc + self.b_enc)
+
+    @abc.abstractmethod
+    def select(self, pre: Tensor, ops=REFERENCE_OPS) -> SparseCodes:
+        """Which pre-activations stay active (mode-dependent for BatchTopK). Values are ``pre``'s."""
+
+    def encode_sparse(self, x: Tensor) -> SparseCodes:
+        """Sparse codes of ``x`` ``[..., d_in]`` over its flattened tokens (values detached)."""
+        x_tokens = self._tokens(x)
+        with torch.no_grad():
+            pre = self.pre_activations(x_tokens)
+            return self.select(pre, self._ops())
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Dense codes ``[..., d_sae]`` (zeros where a latent is inactive); differentiable."""
+        x_tokens = self._tokens(x)
+        pre = self.pre_activations(x_tokens)
+        codes = self.select(pre.detach(), self._ops())
+        return (pre * self._mask(codes)).reshape(*x.shape[:-1], self.d_sae)
+
+    def decode(self, f: Tensor) -> Tensor:
+        """``f @ W_dec + b_dec`` for dense codes ``f`` ``[..., d_sae]`` → ``[..., d_in]``."""
+        if not isinstance(f, Tensor) or not f.is_floating_point():
+            raise TypeError(f"codes must be a floating-point tensor [..., {self.d_sae}], got {type(f).__name__}")
+        if f.dim() == 0 or f.shape[-1] != self.d_sae:
+            raise ValueError(f"codes must have last dimension d_sae={self.d_sae}, got shape {tuple(f.shape)}")
+        if f.device != self.device:
+            raise ValueError(f"codes are on {f.device} but the SAE is on {self.device}; move them with .to()")
+        return f.to(self.dtype) @ self.W_dec + self.b_dec
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Reconstruction of ``x``, same shape; decodes sparsely (cost ∝ active latents)."""
+        x_tokens = self._tokens(x)
+        ops = self._ops()
+        with torch.no_grad():
+            codes = self.select(self.pre_activations(x_tokens), ops)
+        if torch.is_grad_enabled():
+            # Stay differentiable (through the kept entries only) for users who fine-tune through it.
+            x_hat = self._sparse_reconstruction(x_tokens, codes, ops)
+        else:
+            x_hat = ops.sparse_decode(codes, self.W_dec, self.b_dec)
+        return x_hat.reshape(x.shape).to(x.dtype)
+
+    def _sparse_reconstruction(self, x_tokens: Tensor, codes: SparseCodes, ops, with_bias: bool = True) -> Tensor:
+        """Differentiable ``x_hat`` from detached kept codes, touching only the kept entries."""
+        values = kept_encoder_values(codes, x_tokens - self.b_dec, self.W_enc, self.b_enc, ops)
+        return sparse_decode(codes.with_values(values), self.W_dec, self.b_dec if with_bias else None, ops)
+
+    def _mask(self, codes: SparseCodes) -> Tensor:
+        mask = torch.zeros(codes.n_tokens, self.d_sae, dtype=self.dtype, device=self.device)
+        mask[codes.token_indices(), codes.latent_indices] = 1
+        return mask
+
+    # ------------------------------------------------------------------ training
+    def training_loss(self, x: Tensor) -> TrainingOutput:
+        """Loss and statistics of one training batch ``x`` ``[..., d_in]``.
+
+        In training mode this also updates the dead-latent counters (and BatchTopK's theta), so
+        call it once per optimiser step.
+        """
+        x_tokens = self._tokens(x)
+        output = self._training_pass(x_tokens)
+        if self.training:
+            self._record_firing(output.codes)
+        return output
+
+    @abc.abstractmethod
+    def _training_pass(self, x_tokens: Tensor) -> TrainingOutput:
+        """Loss terms of one batch of flattened tokens (no counters updated here)."""
+
+    def _output(
+        self, x_tokens: Tensor, x_hat: Tensor, codes: SparseCodes, sparsity: Tensor | None = None,
+        aux: Tensor | None = None,
+    ) -> TrainingOutput:
+        zero = x_hat.new_zeros(())
+        mse = (x_hat - x_tokens).pow(2).mean()
+        sparsity = zero if sparsity is None else sparsity
+        aux = zero if aux is None else aux
+        counts = codes.counts()
+        detached = codes.with_values(codes.values.detach())
+        return TrainingOutput(
+            loss=mse + sparsity + aux, mse=mse, aux_loss=aux, sparsity_loss=sparsity,
+            l0=counts.to(torch.float32).mean(), active_counts=counts, codes=detached, x_hat=x_hat,
+        )
+
+    @torch.no_grad()
+    def _record_firing(self, codes: SparseCodes) -> None:
+        self.tokens_since_fired += codes.n_tokens
+        self.tokens_since_fired[codes.latent_indices] = 0
+
+    def dead_latent_mask(self) -> Tensor:
+        """Latents that have not fired for ``dead_tokens_threshold`` training tokens."""
+        return self.tokens_since_fired >= self.dead_tokens_threshold
+
+    # ------------------------------------------------------------------ decoder constraints
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Rescale every decoder row to unit norm (call after each optimiser step)."""
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(torch.finfo(self.dtype).tiny)
+
+    @torch.no_grad()
+    def remove_parallel_decoder_grad_(self) -> None:
+        """Drop the gradient component parallel to each decoder row (call before the step).
+
+        With unit-norm rows, that component would only change the norm, which renormalisation
+        then undoes; removing it keeps Adam's moment estimates about directions only.
+        """
+        grad = self.W_dec.grad
+        if grad is None:
+            return
+        norms_sq = self.W_dec.pow(2).sum(dim=1, keepdim=True).clamp_min(torch.finfo(self.dtype).tiny)
+        grad -= (grad * self.W_dec).sum(dim=1, keepdim=True) / norms_sq * self.W_dec
+
+    def after_optimizer_step_(self) -> None:
+        """Re-impose parameter constraints after a step; subclasses add theirs."""
+        self.normalize_decoder_()
+
+    @torch.no_grad()
+    def init_b_dec_from_data_(self, x: Tensor) -> None:
+        """Set ``b_dec`` to the mean of ``x`` so the encoder starts on centred activations."""
+        self.b_dec.copy_(self._tokens(x).mean(dim=0))
+

@@ -1,0 +1,85 @@
+"""What TopK and BatchTopK share: a budget of k active latents per token and the dead-latent aux loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sae_fast.kernels.dispatch import REFERENCE_OPS
+from sae_fast.sae.base import SparseAutoencoder
+from sae_fast.sae.output import TrainingOutput
+from sae_fast.sparse_codes import SparseCodes
+from sae_fast.validation import check_nonnegative_float, check_positive_int
+
+
+class KSparseSAE(SparseAutoencoder):
+    """Base of k-sparse SAEs, trained on either the dense reference path or the sparse path.
+
+    Aux loss (Gao et al.): the residual ``x - x_hat`` (detached) is reconstructed, without decoder
+    bias, from the top ``aux_k`` pre-activations among *dead* latents of each token; its MSE times
+    ``aux_coefficient`` is added to the loss exactly once. It is zero while no latent is dead.
+    """
+
+    def __init__(
+        self, d_in: int, d_sae: int, k: int, *, aux_k: int = 512, aux_coefficient: float = 1 / 32,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(d_in, d_sae, **kwargs)
+        self.k = check_positive_int(k, "k", upper=d_sae, upper_name="d_sae")
+        self.aux_k = check_positive_int(aux_k, "aux_k")
+        self.aux_coefficient = check_nonnegative_float(aux_coefficient, "aux_coefficient")
+        self._config.update(k=k, aux_k=aux_k, aux_coefficient=self.aux_coefficient)
+
+    def _aux_codes(self, pre: Tensor, ops, *, in_place: bool) -> SparseCodes | None:
+        """Top-``aux_k`` dead-latent pre-activations per token, or None when the aux term is off."""
+        if self.aux_coefficient == 0:
+            return None
+        dead = self.dead_latent_mask()
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return None
+        masked = pre.mul_(dead) if in_place else pre * dead
+        return ops.topk_select(masked, min(self.aux_k, n_dead))
+
+    def _aux_loss(self, residual: Tensor, e_hat: Tensor) -> Tensor:
+        return self.aux_coefficient * (e_hat - residual).pow(2).mean()
+
+    def _training_pass(self, x_tokens: Tensor) -> TrainingOutput:
+        if self.backend == "dense":
+            output = self._dense_pass(x_tokens)
+        else:
+            output = self._sparse_pass(x_tokens, self._ops())
+        self._after_selection(output.codes)
+        return output
+
+    def _dense_pass(self, x_tokens: Tensor) -> TrainingOutput:
+        """The path peers use: dense masks and dense matrix products (the gradient reference)."""
+        pre = self.pre_activations(x_tokens)
+        codes = self.select(pre.detach(), REFERENCE_OPS)
+        x_hat = (pre * self._mask(codes)) @ self.W_dec + self.b_dec
+        aux = None
+        aux_codes = self._aux_codes(pre.detach(), REFERENCE_OPS, in_place=False)
+        if aux_codes is not None:
+            e_hat = (pre * self._mask(aux_codes)) @ self.W_dec
+            aux = self._aux_loss((x_tokens - x_hat).detach(), e_hat)
+        return self._output(x_tokens, x_hat, codes, aux=aux)
+
+    def _sparse_pass(self, x_tokens: Tensor, ops) -> TrainingOutput:
+        """Only the encoder product is dense; everything after it costs in proportion to n * k."""
+        with torch.no_grad():
+            pre = self.pre_activations(x_tokens)
+            codes = self.select(pre, ops)
+            # The aux selection may overwrite pre: the kept values already live in `codes`.
+            aux_codes = self._aux_codes(pre, ops, in_place=True)
+            del pre
+        x_hat = self._sparse_reconstruction(x_tokens, codes, ops)
+        aux = None
+        if aux_codes is not None:
+            e_hat = self._sparse_reconstruction(x_tokens, aux_codes, ops, with_bias=False)
+            aux = self._aux_loss((x_tokens - x_hat).detach(), e_hat)
+        return self._output(x_tokens, x_hat, codes, aux=aux)
+
+    def _after_selection(self, codes: SparseCodes) -> None:
+        """Hook for state that depends on the training selection (BatchTopK's theta)."""

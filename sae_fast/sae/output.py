@@ -1,0 +1,28 @@
+"""The named result of one training forward pass, shared by modules, trainers and kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from sae_fast.sparse_codes import SparseCodes
+
+
+@dataclass(frozen=True)
+class TrainingOutput:
+    """What ``sae.training_loss(x)`` returns.
+
+    ``loss = mse + sparsity_loss + aux_loss``, each term already scaled by its coefficient, so
+    logging the parts always adds up to what was optimised (the aux term is counted once).
+    ``mse`` is the mean over tokens *and* dimensions of ``(x_hat - x)**2``.
+    """
+
+    loss: Tensor  # scalar, differentiable
+    mse: Tensor  # scalar, differentiable
+    aux_loss: Tensor  # scalar, already multiplied by aux_coefficient (0 when nothing is dead)
+    sparsity_loss: Tensor  # scalar, L1 / L0 penalty already multiplied by its coefficient (0 for k-sparse SAEs)
+    l0: Tensor  # scalar float: mean active latents per token
+    active_counts: Tensor  # int64 [n_tokens]: active latents of each token
+    codes: SparseCodes  # kept latents (values detached)
+    x_hat: Tensor  # [n_tokens, d_in] reconstruction (differentiable)

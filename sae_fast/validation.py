@@ -1,0 +1,61 @@
+"""Input checks shared by every public entry point, so each failure says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_activations(
+    x: object, d_in: int, *, device: torch.device, check_finite: bool = True, name: str = "x"
+) -> Tensor:
+    """Validate activations ``[..., d_in]`` and return them flattened to ``[n_tokens, d_in]``.
+
+    Leading dimensions are flattened because every statistic (L0, batch top-k budget, theta) is
+    defined per token, not per sequence.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [..., {d_in}], got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor (activations), got dtype {x.dtype}; "
+            f"convert with {name}.float()"
+        )
+    if x.dim() == 0 or x.shape[-1] != d_in:
+        raise ValueError(
+            f"{name} must have last dimension d_in={d_in}, got shape {tuple(x.shape)}; "
+            "check the hook point / model width this SAE was trained for"
+        )
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); pass at least one token")
+    if x.device != device:
+        raise ValueError(
+            f"{name} is on {x.device} but the SAE's parameters are on {device}; "
+            f"move one of them, e.g. {name}.to({str(device)!r})"
+        )
+    if check_finite and not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x.reshape(-1, d_in))).any(dim=1).nonzero().flatten()
+        raise ValueError(
+            f"{name} contains NaN or Inf in {bad.numel()} token(s) (first: {bad[:5].tolist()}); "
+            "clean the activations, or pass check_finite=False to the SAE to skip this check for speed"
+        )
+    return x.reshape(-1, d_in)
+
+
+def check_positive_int(value: object, name: str, *, upper: int | None = None, upper_name: str = "") -> int:
+    """An integer in ``[1, upper]``; bools are rejected because ``True`` silently means 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    if upper is not None and value > upper:
+        raise ValueError(f"{name} must be <= {upper_name or upper} ({upper}), got {value}")
+    return value
+
+
+def check_nonnegative_float(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
