@@ -1,10 +1,12 @@
 import os
 
-# Triton kernels are tested on CPU through the interpreter; set it before anything imports triton.
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+# Without a GPU, Triton kernels are tested through the CPU interpreter; this must be set before
+# any kernel module is imported (Triton fixes compiled-vs-interpreted at decoration time).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

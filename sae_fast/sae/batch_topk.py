@@ -21,7 +21,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sae_fast.kernels.dispatch import REFERENCE_OPS
 from sae_fast.sae.k_sparse import KSparseSAE
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.validation import check_positive_int
@@ -41,9 +40,9 @@ class BatchTopKSAE(KSparseSAE):
         self.register_buffer("threshold_num_batches", torch.zeros((), dtype=torch.int64, device=device))
         self.register_buffer("threshold_frozen", torch.zeros((), dtype=torch.bool, device=device))
 
-    def select(self, pre: Tensor, ops=REFERENCE_OPS) -> SparseCodes:
+    def _selection(self, n_tokens: int) -> dict[str, Any]:
         if self.training:
-            return ops.batch_topk_select(pre, pre.shape[0] * self.k)
+            return {"k_total": n_tokens * self.k}
         theta = float(self.threshold)
         if theta <= 0:
             raise ValueError(
@@ -51,7 +50,7 @@ class BatchTopKSAE(KSparseSAE):
                 "train it, call sae.recalibrate_threshold(batches) or sae.set_threshold(value), "
                 "or use sae.train() to select with batch top-k"
             )
-        return ops.threshold_select(pre, theta)
+        return {"threshold": theta}
 
     @torch.no_grad()
     def _after_selection(self, codes: SparseCodes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import torch
@@ -31,6 +32,22 @@ class KSparseSAE(SparseAutoencoder):
         self.aux_k = check_positive_int(aux_k, "aux_k")
         self.aux_coefficient = check_nonnegative_float(aux_coefficient, "aux_coefficient")
         self._config.update(k=k, aux_k=aux_k, aux_coefficient=self.aux_coefficient)
+
+    @abc.abstractmethod
+    def _selection(self, n_tokens: int) -> dict[str, Any]:
+        """The selection rule for a batch of ``n_tokens``: exactly one of ``k_total``, ``k``, ``threshold``.
+
+        Expressed as data so that a backend with a fused encode+select kernel can run it inside
+        the encoder product.
+        """
+
+    def select(self, pre: Tensor, ops=REFERENCE_OPS) -> SparseCodes:
+        ((rule, value),) = self._selection(pre.shape[0]).items()
+        if rule == "k_total":
+            return ops.batch_topk_select(pre, value)
+        if rule == "k":
+            return ops.topk_select(pre, value)
+        return ops.threshold_select(pre, value)
 
     def _aux_codes(self, pre: Tensor, ops, *, in_place: bool) -> SparseCodes | None:
         """Top-``aux_k`` dead-latent pre-activations per token, or None when the aux term is off."""
@@ -69,8 +86,13 @@ class KSparseSAE(SparseAutoencoder):
     def _sparse_pass(self, x_tokens: Tensor, ops) -> TrainingOutput:
         """Only the encoder product is dense; everything after it costs in proportion to n * k."""
         with torch.no_grad():
-            pre = self.pre_activations(x_tokens)
-            codes = self.select(pre, ops)
+            if hasattr(ops, "encode_select"):
+                pre, codes = ops.encode_select(
+                    x_tokens, self.W_enc, self.b_enc, self.b_dec, **self._selection(x_tokens.shape[0])
+                )
+            else:
+                pre = self.pre_activations(x_tokens)
+                codes = self.select(pre, ops)
             # The aux selection may overwrite pre: the kept values already live in `codes`.
             aux_codes = self._aux_codes(pre, ops, in_place=True)
             del pre

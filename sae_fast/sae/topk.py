@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor
-
-from sae_fast.kernels.dispatch import REFERENCE_OPS
 from sae_fast.sae.k_sparse import KSparseSAE
-from sae_fast.sparse_codes import SparseCodes
 
 
 class TopKSAE(KSparseSAE):
@@ -14,5 +10,5 @@ class TopKSAE(KSparseSAE):
 
     architecture = "topk"
 
-    def select(self, pre: Tensor, ops=REFERENCE_OPS) -> SparseCodes:
-        return ops.topk_select(pre, self.k)
+    def _selection(self, n_tokens: int) -> dict[str, int]:
+        return {"k": self.k}
