@@ -52,9 +52,15 @@ def _triton_ops():
     return TRITON_OPS if TRITON_OPS.is_available() else None
 
 
-def kernel_ops(device: torch.device, backend: str):
-    """The op namespace for ``device`` under ``backend`` (never called for ``dense``)."""
+def kernel_ops(device: torch.device, backend: str, dtype: torch.dtype = torch.float32):
+    """The op namespace for ``device`` and parameter ``dtype`` under ``backend``.
+
+    ``auto`` keeps float64 on the plain-torch ops: the compiled kernels accumulate in float32,
+    and a user who asked for float64 asked for its precision.
+    """
     check_backend(backend)
+    if backend == "auto" and dtype == torch.float64:
+        return REFERENCE_OPS
     if backend == "torch":
         return REFERENCE_OPS
     if backend == "cpp":

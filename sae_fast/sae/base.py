@@ -136,7 +136,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         return x.to(self.dtype)
 
     def _ops(self):
-        return REFERENCE_OPS if self.backend == "dense" else kernel_ops(self.device, self.backend)
+        return REFERENCE_OPS if self.backend == "dense" else kernel_ops(self.device, self.backend, self.dtype)
 
     def pre_activations(self, x_tokens: Tensor) -> Tensor:
         """``relu((x - b_dec) @ W_enc + b_enc)`` for flattened tokens ``[n, d_in]`` → ``[n, d_sae]``."""

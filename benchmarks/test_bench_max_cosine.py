@@ -1,0 +1,97 @@
+"""Max decoder cosine: blocked path (and Triton on CUDA) vs a chunked dense torch matmul + max.
+
+The baseline is what one writes by hand: normalise, then for chunks of queries form the full
+``[chunk, m0]`` product with torch and take ``max``. Run with
+``.venv/bin/python -m pytest benchmarks/test_bench_max_cosine.py -q``; results go to
+``benchmarks/results/max_cosine.{json,md}`` (atomic writes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sae_fast.similarity import max_cosine_similarity, normalize_rows
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SHAPES = [(3072, 1536, 768), (12288, 6144, 768), (24576, 12288, 768)]
+_rows: list[dict] = []
+
+
+def _dense_chunked(q, k, chunk=4096):
+    qn, kn = normalize_rows(q), normalize_rows(k)
+    vals, idxs = [], []
+    for s in range(0, qn.shape[0], chunk):
+        v, i = (qn[s : s + chunk] @ kn.T).max(dim=1)
+        vals.append(v)
+        idxs.append(i)
+    return torch.cat(vals), torch.cat(idxs)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _record(name, shape, device, benchmark, extra=None):
+    stats = benchmark.stats.stats
+    m1, m0, d = shape
+    row = {"impl": name, "m1": m1, "m0": m0, "d": d, "device": device, "median_s": stats.median,
+           "min_s": stats.min, "rounds": stats.rounds, "gflops": 2 * m1 * m0 * d / stats.median / 1e9}
+    row.update(extra or {})
+    _rows.append(row)
+    lines = ["| impl | m1 | m0 | d | device | median s | GFLOP/s |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['impl']} | {r['m1']} | {r['m0']} | {r['d']} | {r['device']} | {r['median_s']:.4f} | "
+              f"{r['gflops']:.1f} |" for r in _rows]
+    _atomic_write(RESULTS / "max_cosine.json", json.dumps(_rows, indent=2))
+    _atomic_write(RESULTS / "max_cosine.md", "# max cosine similarity\n\n" + "\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("impl", ["blocked", "dense_chunked"])
+def test_bench_cpu(benchmark, impl, shape):
+    m1, m0, d = shape
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(m1, d, generator=g), torch.randn(m0, d, generator=g)
+    fn = (lambda: max_cosine_similarity(q, k, backend="blocked")) if impl == "blocked" else (lambda: _dense_chunked(q, k))
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    v, i = benchmark.pedantic(fn, rounds=2, iterations=1, warmup_rounds=0)
+    rv, ri = _dense_chunked(q, k)
+    assert (v - rv).abs().max() < 1e-5 and (i == ri).float().mean() > 0.999
+    _record(impl, shape, "cpu", benchmark, {"peak_rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("shape", [(24576, 12288, 768), (98304, 49152, 768)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("impl", ["triton_tf32", "triton_bf16", "triton_exact", "cublas_chunked"])
+def test_bench_cuda(benchmark, impl, shape):
+    m1, m0, d = shape
+    q, k = torch.randn(m1, d, device="cuda"), torch.randn(m0, d, device="cuda")
+    if impl == "triton_bf16":
+        q, k = q.bfloat16(), k.bfloat16()
+    fn = {
+        "triton_tf32": lambda: max_cosine_similarity(q, k),
+        "triton_bf16": lambda: max_cosine_similarity(q, k),
+        "triton_exact": lambda: max_cosine_similarity(q, k, exact=True),
+        "cublas_chunked": lambda: _dense_chunked(q, k, chunk=8192),
+    }[impl]
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    run()
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+    _record(impl, shape, torch.cuda.get_device_name(), benchmark)
+    time.sleep(0)

@@ -1,0 +1,27 @@
+"""Fig. 11: activation cosine vs decoder cosine of each larger-SAE latent and its nearest smaller-SAE latent.
+
+    python examples/stitching_fig11_activation_similarity.py --small S --large L --activations acts.pt --out out/
+"""
+
+import argparse
+
+from sae_fast.stitching import activation_vs_decoder_similarity
+from sae_fast.stitching.figures import load_activations, load_sae, plot_activation_similarity
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--small", required=True)
+    p.add_argument("--large", required=True)
+    p.add_argument("--activations", required=True)
+    p.add_argument("--max-tokens", type=int, default=32768)
+    p.add_argument("--min-decoder-cos", type=float, default=0.5, help="R² is computed above this")
+    p.add_argument("--out", default="outputs/stitching")
+    a = p.parse_args()
+    x = load_activations(a.activations, a.max_tokens)
+    result = activation_vs_decoder_similarity(load_sae(a.small), load_sae(a.large), x, min_decoder_cos=a.min_decoder_cos)
+    print(*plot_activation_similarity(result, a.out, meta=vars(a)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Fig. 14: MSE of both SAEs on tokens where novel latents of the larger SAE are active vs inactive.
+
+    python examples/stitching_fig14_novel_latent_mse.py --small S --large L --activations acts.pt --out out/
+"""
+
+import argparse
+
+from sae_fast.stitching import novel_latent_mse
+from sae_fast.stitching.figures import load_activations, load_sae, plot_novel_latent_mse
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--small", required=True)
+    p.add_argument("--large", required=True)
+    p.add_argument("--activations", required=True)
+    p.add_argument("--max-tokens", type=int, default=32768)
+    p.add_argument("--threshold", type=float, default=0.7)
+    p.add_argument("--out", default="outputs/stitching")
+    a = p.parse_args()
+    small, large = load_sae(a.small), load_sae(a.large)
+    result = novel_latent_mse(small, large, load_activations(a.activations, a.max_tokens), a.threshold)
+    labels = (f"SAE-{small.W_dec.shape[0]}", f"SAE-{large.W_dec.shape[0]}")
+    print(*plot_novel_latent_mse(result, a.out, labels=labels, meta=vars(a)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Fig. 19: fraction of reconstruction latents (max cos >= θ) between every ordered pair of SAEs
+(same size with different seeds, or different sizes). No activations needed.
+
+    python examples/stitching_fig19_reconstruction_fraction.py --saes A B C --labels a b c --out out/
+"""
+
+import argparse
+
+from sae_fast.stitching import reconstruction_fraction_matrix
+from sae_fast.stitching.figures import load_sae, plot_reconstruction_fraction
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--saes", nargs="+", required=True)
+    p.add_argument("--labels", nargs="+")
+    p.add_argument("--threshold", type=float, default=0.7)
+    p.add_argument("--stem", default="fig19_reconstruction_fraction")
+    p.add_argument("--out", default="outputs/stitching")
+    a = p.parse_args()
+    result = reconstruction_fraction_matrix([load_sae(s) for s in a.saes], a.labels, a.threshold)
+    print(*plot_reconstruction_fraction(result, a.out, stem=a.stem, meta=vars(a)))
+
+
+if __name__ == "__main__":
+    main()

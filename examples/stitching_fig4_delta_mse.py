@@ -1,0 +1,28 @@
+"""Fig. 4: ΔMSE of inserting each latent of a larger SAE into a smaller one vs its max decoder cosine.
+
+    python examples/stitching_fig4_delta_mse.py --small S --large L --activations acts.pt --out out/
+"""
+
+import argparse
+
+from sae_fast.stitching import single_latent_insertion_effects
+from sae_fast.stitching.figures import load_activations, load_sae, plot_single_latent_effects
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--small", required=True)
+    p.add_argument("--large", required=True)
+    p.add_argument("--activations", required=True, help=".pt/.npy/.safetensors tensor [..., d_in]")
+    p.add_argument("--max-tokens", type=int, default=32768)
+    p.add_argument("--threshold", type=float, default=0.7)
+    p.add_argument("--out", default="outputs/stitching")
+    a = p.parse_args()
+    small, large = load_sae(a.small), load_sae(a.large)
+    x = load_activations(a.activations, a.max_tokens)
+    result = single_latent_insertion_effects(small, large, x, a.threshold)
+    print(*plot_single_latent_effects(result, a.out, meta=vars(a)))
+
+
+if __name__ == "__main__":
+    main()

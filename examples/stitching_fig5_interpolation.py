@@ -1,0 +1,33 @@
+"""Fig. 5: interpolate along a chain of SAEs of increasing size (add novel latents, then swap groups).
+
+    python examples/stitching_fig5_interpolation.py --saes S768 S1536 S3072 --activations acts.pt --out out/
+"""
+
+import argparse
+
+from sae_fast.stitching import StitchingConfig, interpolation_path
+from sae_fast.stitching.figures import load_activations, load_sae, plot_interpolation
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--saes", nargs="+", required=True, help="SAE paths, smallest first")
+    p.add_argument("--activations", required=True)
+    p.add_argument("--max-tokens", type=int, default=32768)
+    p.add_argument("--threshold", type=float, default=0.7)
+    p.add_argument("--novel-order", default="index", choices=["index", "random", "max_cos"])
+    p.add_argument("--out", default="outputs/stitching")
+    a = p.parse_args()
+    if len(a.saes) < 2:
+        p.error("--saes needs at least two SAEs")
+    config = StitchingConfig(threshold=a.threshold, novel_order=a.novel_order)
+    x = load_activations(a.activations, a.max_tokens)
+    saes = [load_sae(s) for s in a.saes]
+    paths = {}
+    for small, large in zip(saes, saes[1:]):
+        paths[f"{small.W_dec.shape[0]} to {large.W_dec.shape[0]}"] = interpolation_path(small, large, x, config)
+    print(*plot_interpolation(paths, a.out, meta=vars(a)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Novel vs reconstruction latents of a larger SAE, by max decoder cosine to a smaller SAE (eq. 6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from sae_fast.similarity import max_cosine_similarity
+from sae_fast.stitching.config import GPT2_THRESHOLD
+from sae_fast.stitching.decoders import decoder_rows
+
+
+@dataclass(frozen=True)
+class LatentClassification:
+    """Per large-SAE latent: its nearest small-SAE latent and whether it is novel.
+
+    ``novel_mask[i]`` is ``max_cos[i] < threshold``; reconstruction latents are the rest.
+    """
+
+    max_cos: Tensor  # [m1] float
+    nearest_small: Tensor  # [m1] int64, argmax over the small SAE's latents
+    novel_mask: Tensor  # [m1] bool
+    threshold: float
+
+    @property
+    def novel_indices(self) -> Tensor:
+        return self.novel_mask.nonzero(as_tuple=True)[0]
+
+    @property
+    def reconstruction_indices(self) -> Tensor:
+        return (~self.novel_mask).nonzero(as_tuple=True)[0]
+
+    @property
+    def novel_fraction(self) -> float:
+        return float(self.novel_mask.float().mean()) if self.novel_mask.numel() else 0.0
+
+
+def classify_latents(
+    small: nn.Module | Tensor,
+    large: nn.Module | Tensor,
+    threshold: float = GPT2_THRESHOLD,
+    *,
+    block_size: int | tuple[int, int] | None = None,
+    exact: bool = True,
+) -> LatentClassification:
+    """Classify every latent of ``large`` against the decoder directions of ``small``.
+
+    Args:
+        small, large: SAEs (anything with ``W_dec``) or decoder matrices ``[d_sae, d_in]``.
+        threshold: 0.7 in the paper for GPT-2 SAEs, 0.4 for Gemma Scope.
+        exact: fp32 products on GPU (cosines near the threshold should not flip with tf32).
+    """
+    if not -1.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold}")
+    W0, W1 = decoder_rows(small, "small"), decoder_rows(large, "large")
+    max_cos, nearest = max_cosine_similarity(W1, W0, exact=exact, block_size=block_size)
+    return LatentClassification(max_cos, nearest, max_cos < float(threshold), float(threshold))
+
+
+def reconstruction_fraction(
+    queries: nn.Module | Tensor, keys: nn.Module | Tensor, threshold: float = GPT2_THRESHOLD, **kwargs
+) -> float:
+    """Fraction of ``queries``' latents whose max cosine to ``keys`` is ``>= threshold``."""
+    return 1.0 - classify_latents(keys, queries, threshold, **kwargs).novel_fraction
+
+
+__all__ = ["LatentClassification", "classify_latents", "reconstruction_fraction"]

@@ -1,0 +1,57 @@
+"""The one configuration dataclass of the stitching workflow (paper section 4, appendix A.7)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+GPT2_THRESHOLD = 0.7
+"""Max-decoder-cosine threshold the paper uses for its GPT-2 SAEs."""
+GEMMA_SCOPE_THRESHOLD = 0.4
+"""Threshold the paper uses for the Gemma Scope 16k/32k pair."""
+
+Order = Literal["index", "random", "max_cos"]
+
+
+@dataclass(frozen=True)
+class StitchingConfig:
+    """Knobs of novel/reconstruction classification and the interpolation path.
+
+    Attributes:
+        threshold: a large-SAE latent is *novel* when its max decoder cosine to the small SAE is
+            ``< threshold``, a *reconstruction* latent otherwise; the bipartite graph joins every
+            pair with cosine ``>= threshold`` (so each reconstruction latent has an edge).
+            0.7 for GPT-2-like SAEs, 0.4 documented for Gemma Scope.
+        novel_order: order in which novel latents are added: ``"index"`` (ascending latent index),
+            ``"random"`` (seeded shuffle, as in the paper's Fig. 18) or ``"max_cos"`` (least
+            similar first).
+        group_order: order of group swaps: ``"index"`` (by smallest member) or ``"random"``.
+        remove_unmatched_small: after the swaps, remove (one step each) the small-SAE latents that
+            joined no group, so the path ends exactly at the large SAE. Off by default: the paper's
+            path keeps them.
+        seed: seed of the ``"random"`` orders.
+        encode_batch_size: tokens per encoder call when encoding the evaluation set.
+        block_size: tile of the max-cosine computation (``None``: the library default).
+    """
+
+    threshold: float = GPT2_THRESHOLD
+    novel_order: Order = "index"
+    group_order: Literal["index", "random"] = "index"
+    remove_unmatched_small: bool = False
+    seed: int = 0
+    encode_batch_size: int = 4096
+    block_size: int | tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= float(self.threshold) <= 1.0:
+            raise ValueError(f"threshold must be a cosine in [-1, 1], got {self.threshold}")
+        if self.novel_order not in ("index", "random", "max_cos"):
+            raise ValueError(f"novel_order must be 'index', 'random' or 'max_cos', got {self.novel_order!r}")
+        if self.group_order not in ("index", "random"):
+            raise ValueError(f"group_order must be 'index' or 'random', got {self.group_order!r}")
+        if isinstance(self.encode_batch_size, bool) or not isinstance(self.encode_batch_size, int) \
+                or self.encode_batch_size < 1:
+            raise ValueError(f"encode_batch_size must be a positive int, got {self.encode_batch_size!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
