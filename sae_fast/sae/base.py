@@ -170,6 +170,15 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             raise ValueError(f"codes are on {f.device} but the SAE is on {self.device}; move them with .to()")
         return f.to(self.dtype) @ self.W_dec + self.b_dec
 
+    def decode_sparse(self, codes: SparseCodes) -> Tensor:
+        """``x_hat`` ``[n_tokens, d_in]`` from sparse codes, costing O(nnz · d_in) (no autograd)."""
+        if not isinstance(codes, SparseCodes):
+            raise TypeError(f"codes must be SparseCodes (from sae.encode_sparse), got {type(codes).__name__}")
+        if codes.d_sae != self.d_sae:
+            raise ValueError(f"codes are over {codes.d_sae} latents but this SAE has d_sae={self.d_sae}")
+        with torch.no_grad():
+            return self._ops().sparse_decode(codes, self.W_dec, self.b_dec)
+
     def forward(self, x: Tensor) -> Tensor:
         """Reconstruction of ``x``, same shape; decodes sparsely (cost ∝ active latents)."""
         x_tokens = self._tokens(x)

@@ -1,0 +1,199 @@
+"""Resumable extraction of activations into an on-disk cache (layout in ``cache_format``).
+
+``extract_activations(model, texts, directory, config)`` runs the model over ``config.max_tokens``
+activation rows (rounded up to whole sequences), writing them in chunks of ``config.model_batch_size``
+sequences. After each chunk the data is flushed and the manifest's ``count`` is advanced atomically, so
+an interrupted run loses at most one chunk. Running the same call again continues from ``count``: it
+re-tokenizes the text, checks that the sequences already stored are exactly the ones the text yields
+(refusing to mix two corpora), and extracts the rest. A finished cache is returned as is.
+
+Activations are checked for NaN/Inf before they are stored (after the cast, so float16 overflow is
+caught too); the error names the offending rows and their sequence/position.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sae_fast.activations.cache_format import (
+    ACTIVATIONS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    IDENTITY_FIELDS,
+    MANIFEST,
+    TOKEN_DTYPE,
+    TOKENS,
+    check_files,
+    read_manifest,
+    write_manifest,
+)
+from sae_fast.activations.cache_reader import ActivationCacheReader
+from sae_fast.activations.config import ActivationConfig
+from sae_fast.activations.hooks import check_hook_name
+from sae_fast.activations.models import model_d_model, model_label
+from sae_fast.activations.sequences import batched
+from sae_fast.activations.stream import activation_rows, config_sequences
+
+
+def _source_fingerprint(texts: Iterable[str]) -> str:
+    fingerprint = getattr(texts, "fingerprint", None)
+    if not isinstance(fingerprint, str):
+        raise TypeError(
+            "texts must be a TextSource with a .fingerprint (TextList, LocalTextFiles, HFStreamingTexts, "
+            "OfflineProse) so the cache can record and check which text it holds"
+        )
+    return fingerprint
+
+
+def _new_manifest(model: Any, texts: Iterable[str], config: ActivationConfig, tokenizer: Any) -> dict[str, Any]:
+    if config.max_tokens is None:
+        raise ValueError("an activation cache needs config.max_tokens (its files are sized up front)")
+    rows_per_sequence = config.rows_per_sequence
+    capacity_sequences = -(-config.max_tokens // rows_per_sequence)
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "model": model_label(model),
+        "tokenizer": str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__),
+        "hook_name": config.hook_name,
+        "seq_len": config.seq_len,
+        "first_position": config.first_position,
+        "prepend_bos": config.prepend_bos,
+        "dtype": config.cache_dtype,
+        "d_model": model_d_model(model),
+        "rows_per_sequence": rows_per_sequence,
+        "requested_sequences": capacity_sequences,
+        "capacity_sequences": capacity_sequences,
+        "text_source": _source_fingerprint(texts),
+        "sequences": 0,
+        "count": 0,
+        "complete": False,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _check_resumable(directory: Path, existing: dict[str, Any], wanted: dict[str, Any]) -> None:
+    mismatched = {k: (existing.get(k), wanted[k]) for k in IDENTITY_FIELDS if existing.get(k) != wanted[k]}
+    if mismatched:
+        details = ", ".join(f"{k}: cache has {old!r}, now {new!r}" for k, (old, new) in mismatched.items())
+        raise ValueError(
+            f"{directory} already holds a different activation cache ({details}); "
+            "extract into a new directory or delete this one"
+        )
+    check_files(directory, existing)
+
+
+def _check_finite(rows: torch.Tensor, first_row: int, rows_per_sequence: int, first_position: int) -> None:
+    bad = (~torch.isfinite(rows)).any(dim=1).nonzero().flatten()
+    if bad.numel():
+        global_rows = (bad + first_row).tolist()
+        where = [(r // rows_per_sequence, r % rows_per_sequence + first_position) for r in global_rows[:5]]
+        raise ValueError(
+            f"activations contain NaN/Inf in {len(global_rows)} row(s), first rows {global_rows[:5]} "
+            f"(sequence, position) = {where}; with cache_dtype='float16' this is usually overflow: "
+            "use cache_dtype='float32' (or drop the offending positions via first_position)"
+        )
+
+
+def extract_activations(
+    model: Any,
+    texts: Iterable[str],
+    directory: str | Path,
+    config: ActivationConfig,
+    *,
+    tokenizer: Any = None,
+    progress: bool = True,
+) -> ActivationCacheReader:
+    """Extract (or finish extracting) ``config.max_tokens`` rows into ``directory``; return a reader.
+
+    ``texts`` must be a ``TextSource`` (it carries the fingerprint stored in the manifest). The rows are
+    stored in sequence order; shuffling happens when reading (``ActivationCacheReader.batches``).
+    """
+    if not isinstance(config, ActivationConfig):
+        raise TypeError(f"config must be an ActivationConfig, got {type(config).__name__}")
+    check_hook_name(model, config.hook_name)
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("the model has no tokenizer; pass tokenizer=...")
+    directory = Path(directory)
+    wanted = _new_manifest(model, texts, config, tokenizer)
+
+    if (directory / MANIFEST).is_file():
+        manifest = read_manifest(directory)
+        _check_resumable(directory, manifest, wanted)
+        if manifest["complete"]:
+            return ActivationCacheReader(directory)
+    else:
+        if directory.exists() and any(directory.iterdir()):
+            raise ValueError(f"{directory} exists, is not empty and has no {MANIFEST}; extract into an empty or new directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        manifest = wanted
+        for name, shape, dtype in (
+            (ACTIVATIONS, (manifest["capacity_sequences"] * manifest["rows_per_sequence"], manifest["d_model"]), manifest["dtype"]),
+            (TOKENS, (manifest["capacity_sequences"], manifest["seq_len"]), TOKEN_DTYPE),
+        ):
+            with open(directory / name, "wb") as handle:
+                handle.truncate(int(np.prod(shape)) * np.dtype(dtype).itemsize)  # sparse until written
+        write_manifest(directory, manifest)
+
+    rows_per_sequence = manifest["rows_per_sequence"]
+    capacity = manifest["capacity_sequences"]
+    acts = np.memmap(directory / ACTIVATIONS, dtype=manifest["dtype"], mode="r+",
+                     shape=(capacity * rows_per_sequence, manifest["d_model"]))
+    stored_tokens = np.memmap(directory / TOKENS, dtype=TOKEN_DTYPE, mode="r+", shape=(capacity, manifest["seq_len"]))
+    torch_dtype = getattr(torch, manifest["dtype"])
+
+    sequences = config_sequences(texts, tokenizer, config)
+    done = manifest["sequences"]
+    verified = 0
+    for tokens in islice(sequences, done):
+        if not np.array_equal(tokens.numpy(), stored_tokens[verified]):
+            raise ValueError(
+                f"cannot resume {directory}: sequence {verified} of the text differs from the stored one, although "
+                f"the text source fingerprint matches ({manifest['text_source']}); the text or tokenizer changed. "
+                "Extract into a new directory"
+            )
+        verified += 1
+    if verified < done:
+        raise ValueError(f"cannot resume {directory}: the text now yields {verified} sequences, fewer than the {done} stored")
+
+    bar = tqdm(total=capacity * rows_per_sequence, initial=done * rows_per_sequence, unit="tok",
+               desc=f"extract {config.hook_name}", disable=not progress)
+    try:
+        for tokens in batched(islice(sequences, capacity - done), config.model_batch_size):
+            rows = activation_rows(model, tokens, config.hook_name, config.first_position)
+            rows = rows.to(device="cpu", dtype=torch_dtype)
+            first_row = done * rows_per_sequence
+            _check_finite(rows, first_row, rows_per_sequence, config.first_position)
+            acts[first_row : first_row + rows.shape[0]] = rows.numpy()
+            stored_tokens[done : done + tokens.shape[0]] = tokens.numpy().astype(TOKEN_DTYPE)
+            acts.flush()
+            stored_tokens.flush()
+            done += tokens.shape[0]
+            manifest = {**manifest, "sequences": done, "count": done * rows_per_sequence}
+            write_manifest(directory, manifest)
+            bar.update(rows.shape[0])
+    finally:
+        bar.close()
+        del acts, stored_tokens
+
+    if done == 0:
+        raise ValueError(
+            f"the text source yielded no complete sequence of {config.seq_len} tokens; nothing was written to {directory}"
+        )
+    if done < capacity:  # the text ran out: shrink the files to what was written
+        for name, row_bytes in ((ACTIVATIONS, rows_per_sequence * manifest["d_model"] * np.dtype(manifest["dtype"]).itemsize),
+                                (TOKENS, manifest["seq_len"] * np.dtype(TOKEN_DTYPE).itemsize)):
+            with open(directory / name, "r+b") as handle:
+                handle.truncate(done * row_bytes)
+        manifest = {**manifest, "capacity_sequences": done}
+    write_manifest(directory, {**manifest, "complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return ActivationCacheReader(directory)

@@ -1,0 +1,84 @@
+"""The one configuration of the activation workflow (streaming and on-disk caching share it)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+CACHE_DTYPES = ("float16", "float32")
+
+
+def _check_int(value: object, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ActivationConfig:
+    """How activations are produced from text.
+
+    Attributes:
+        hook_name: where to read the model, e.g. ``blocks.15.hook_resid_post`` (see ``resid_hook_name``).
+        seq_len: tokens per sequence fed to the model.
+        first_position: positions ``< first_position`` of every sequence are dropped. Default 1 drops
+            position 0, whose residual norm in SmolLM2 is ~100x that of other positions (attention sink,
+            no BOS token); SAEs are trained and CE-evaluated on positions ``first_position:`` only.
+        prepend_bos: start every sequence with the BOS token (for models trained with one).
+        model_batch_size: sequences per forward pass.
+        batch_size: activation rows per yielded training batch.
+        shuffle_buffer_size: rows mixed before batches are drawn, so a batch mixes many sequences and
+            documents; 0 disables shuffling (rows come in sequence order). Must be 0 or >= 2 * batch_size.
+        seed: seeds the shuffle buffer; same seed, same text -> same batches.
+        max_tokens: stop after this many activation rows (None = until the text runs out). Required
+            for an on-disk cache, whose files are sized up front (rounded up to whole sequences).
+        cache_dtype: storage dtype of an on-disk cache, "float16" (half the disk) or "float32".
+    """
+
+    hook_name: str = "blocks.15.hook_resid_post"
+    seq_len: int = 128
+    first_position: int = 1
+    prepend_bos: bool = False
+    model_batch_size: int = 16
+    batch_size: int = 4096
+    shuffle_buffer_size: int = 65536
+    seed: int = 0
+    max_tokens: int | None = None
+    cache_dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hook_name, str) or not self.hook_name:
+            raise ValueError(f"hook_name must be a non-empty str, got {self.hook_name!r}")
+        _check_int(self.seq_len, "seq_len", 2)
+        _check_int(self.first_position, "first_position", 0)
+        if self.first_position >= self.seq_len:
+            raise ValueError(f"first_position={self.first_position} must be < seq_len={self.seq_len}")
+        if not isinstance(self.prepend_bos, bool):
+            raise TypeError(f"prepend_bos must be a bool, got {self.prepend_bos!r}")
+        _check_int(self.model_batch_size, "model_batch_size", 1)
+        _check_int(self.batch_size, "batch_size", 1)
+        _check_int(self.shuffle_buffer_size, "shuffle_buffer_size", 0)
+        if 0 < self.shuffle_buffer_size < 2 * self.batch_size:
+            raise ValueError(
+                f"shuffle_buffer_size={self.shuffle_buffer_size} must be 0 (no shuffling) or at least "
+                f"2 * batch_size = {2 * self.batch_size}"
+            )
+        _check_int(self.seed, "seed", 0)
+        if self.max_tokens is not None:
+            _check_int(self.max_tokens, "max_tokens", 1)
+        if self.cache_dtype not in CACHE_DTYPES:
+            raise ValueError(f"cache_dtype must be one of {CACHE_DTYPES}, got {self.cache_dtype!r}")
+
+    @property
+    def rows_per_sequence(self) -> int:
+        """Activation rows one sequence contributes."""
+        return self.seq_len - self.first_position
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ActivationConfig:
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown ActivationConfig fields {unknown}")
+        return cls(**data)

@@ -1,0 +1,105 @@
+"""Stream shuffled training batches of activations straight from a model (no disk).
+
+``ActivationStream(model, texts, config)`` is an iterable of float32 ``[config.batch_size, d_model]``
+tensors on the model's device: texts -> packed token sequences -> activations at ``config.hook_name``
+(model run only as deep as the hook) -> positions ``config.first_position:`` kept -> shuffle buffer ->
+batches. It is deterministic for a fixed text source and seed, so a trainer can resume it by replaying
+(``sae_fast.training.data.CountingBatches``). To train several SAEs on the same activations, extract
+once with :func:`sae_fast.activations.cache.extract_activations` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from sae_fast.activations.config import ActivationConfig
+from sae_fast.activations.hooks import capture_activations, check_hook_name
+from sae_fast.activations.models import model_d_model
+from sae_fast.activations.sequences import batched, token_sequences
+from sae_fast.activations.shuffle import ShuffleBuffer
+
+
+def activation_rows(model: Any, tokens: Tensor, hook_name: str, first_position: int = 1) -> Tensor:
+    """Activations ``[batch * (seq - first_position), d]`` for ``tokens`` ``[batch, seq]``, sequence-major.
+
+    Row ``i * (seq - first_position) + (p - first_position)`` is sequence ``i`` at position ``p``.
+    """
+    acts = capture_activations(model, tokens, hook_name)
+    if acts.dim() != 3:
+        raise ValueError(
+            f"hook {hook_name!r} gives activations of shape {tuple(acts.shape)}; only [batch, seq, d] hooks "
+            "(residual stream, mlp_out, attn_out, ...) can feed an SAE"
+        )
+    return acts[:, first_position:].reshape(-1, acts.shape[-1])
+
+
+def config_sequences(texts: Iterable[str], tokenizer: Any, config: ActivationConfig) -> Iterator[Tensor]:
+    """The token sequences ``config`` asks for (shared by the stream and the cache so they agree)."""
+    return token_sequences(texts, tokenizer, config.seq_len, prepend_bos=config.prepend_bos)
+
+
+class ActivationStream:
+    """Shuffled ``[batch_size, d_model]`` float32 batches of activations (see the module docstring).
+
+    Args:
+        model: a ``TransformerBridge`` (``load_model``).
+        texts: documents, e.g. a ``TextSource``; iterated once per pass over the stream.
+        config: hook, sequence length, positions, batch and buffer sizes, seed, ``max_tokens``.
+        tokenizer: defaults to ``model.tokenizer``.
+        progress: show a tqdm bar counting activation rows.
+
+    After (or during) iteration ``rows_yielded`` and ``sequences_read`` count what was produced.
+    """
+
+    def __init__(
+        self, model: Any, texts: Iterable[str], config: ActivationConfig, *, tokenizer: Any = None, progress: bool = False
+    ) -> None:
+        if not isinstance(config, ActivationConfig):
+            raise TypeError(f"config must be an ActivationConfig, got {type(config).__name__}")
+        if isinstance(texts, str):
+            raise TypeError("texts must be an iterable of documents, not a single str; wrap it: TextList([text])")
+        check_hook_name(model, config.hook_name)
+        self.model = model
+        self.texts = texts
+        self.config = config
+        self.tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+        if self.tokenizer is None:
+            raise ValueError("the model has no tokenizer; pass tokenizer=...")
+        self.progress = progress
+        self.d_model = model_d_model(model)
+        self.rows_yielded = 0
+        self.sequences_read = 0
+
+    def __iter__(self) -> Iterator[Tensor]:
+        config = self.config
+        buffer = ShuffleBuffer(config.shuffle_buffer_size, config.batch_size, config.seed)
+        limit = config.max_tokens
+        self.rows_yielded = 0
+        self.sequences_read = 0
+        rows_taken = 0
+        bar = tqdm(total=limit, unit="tok", desc="activations", disable=not self.progress)
+        try:
+            sequences = config_sequences(self.texts, self.tokenizer, config)
+            for tokens in batched(sequences, config.model_batch_size):
+                if limit is not None and rows_taken >= limit:
+                    break
+                rows = activation_rows(self.model, tokens, config.hook_name, config.first_position).float()
+                if limit is not None:
+                    rows = rows[: limit - rows_taken]
+                rows_taken += rows.shape[0]
+                self.sequences_read += tokens.shape[0]
+                for batch in buffer.add(rows):
+                    self.rows_yielded += batch.shape[0]
+                    bar.update(batch.shape[0])
+                    yield batch
+            for batch in buffer.flush(drop_last=True):
+                self.rows_yielded += batch.shape[0]
+                bar.update(batch.shape[0])
+                yield batch
+        finally:
+            bar.close()

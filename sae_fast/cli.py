@@ -1,0 +1,336 @@
+"""``sae-fast``: extract activations, train SAEs, evaluate them.
+
+    sae-fast cache --out runs/acts-l15 --hook-name blocks.15.hook_resid_post --max-tokens 1000000
+    sae-fast train --cache runs/acts-l15 --sae btk=batchtopk:d_sae=4096,k=32 --sae topk=topk:d_sae=4096,k=32 \\
+        --out runs/sweep --total-tokens 50000000
+    sae-fast train ... --resume            # continue exactly where a killed run checkpointed
+    sae-fast eval --sae runs/sweep/btk --cache runs/acts-heldout --ce-sequences 32
+
+Flags of ``cache`` (and the ``--act-*`` flags of ``train --live``) map one-to-one onto
+:class:`~sae_fast.activations.ActivationConfig`; the optimisation flags of ``train`` map one-to-one
+onto :class:`~sae_fast.training.TrainConfig`, with the field documentation as ``--help``. Under
+``torchrun`` ``train`` runs data-parallel (see :mod:`sae_fast.training.distributed`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import json
+import os
+import re
+import sys
+import textwrap
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+TINY_MODEL = "tiny-random"
+
+
+# ---------------------------------------------------------------------------- dataclass <-> argparse
+def field_help(cls: type) -> dict[str, str]:
+    """Per-field documentation: attribute docstrings, else a Google-style ``Attributes:`` section."""
+    helps: dict[str, str] = {}
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        body = tree.body[0].body
+        for node, following in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                    and isinstance(following.value.value, str)):
+                helps[node.target.id] = " ".join(following.value.value.split())
+    except (OSError, TypeError, SyntaxError):
+        pass
+    doc = inspect.getdoc(cls) or ""
+    if "Attributes:" in doc:
+        section = doc.split("Attributes:", 1)[1]
+        for match in re.finditer(r"^\s{4}(\w+): (.*?)(?=^\s{4}\w+: |\Z)", section, re.M | re.S):
+            helps.setdefault(match.group(1), " ".join(match.group(2).split()))
+    return helps
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "null", "") else int(text)
+
+
+def _optional_str(text: str) -> str | None:
+    return None if text.lower() in ("none", "null", "") else text
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser, cls: type, *, prefix: str = "", skip: tuple[str, ...] = (),
+    defaults: dict[str, Any] | None = None,
+) -> None:
+    """One ``--{prefix}{field-name}`` flag per field of ``cls`` (dest ``{prefix}{field_name}``)."""
+    hints = typing.get_type_hints(cls)
+    helps = field_help(cls)
+    group = parser.add_argument_group(f"{cls.__name__} (one flag per field)")
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        hint = hints[f.name]
+        default = (defaults or {}).get(f.name, f.default)
+        if default is dataclasses.MISSING:
+            continue  # dict/factory fields (metadata) have no flag
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        dest = (prefix + f.name).replace("-", "_")
+        text = f"{helps.get(f.name, '')} (default: {default})"
+        args = typing.get_args(hint)
+        optional = isinstance(hint, types.UnionType) and type(None) in args
+        base = next((a for a in args if a is not type(None)), hint) if optional else hint
+        if base is bool:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=text)
+        elif typing.get_origin(base) is tuple:
+            group.add_argument(flag, dest=dest, type=float, nargs=len(typing.get_args(base)), default=default,
+                               metavar="X", help=text)
+        elif base in (int, float, str):
+            kind = {int: _optional_int, str: _optional_str}.get(base, base) if optional else base
+            group.add_argument(flag, dest=dest, type=kind, default=default, help=text)
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, *, prefix: str = "", **overrides: Any) -> Any:
+    """Build ``cls`` from the flags :func:`add_dataclass_arguments` added (plus ``overrides``)."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        dest = (prefix + f.name).replace("-", "_")
+        if hasattr(args, dest):
+            value = getattr(args, dest)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    values.update(overrides)
+    return cls(**values)
+
+
+# ---------------------------------------------------------------------------- SAE specs
+def _parse_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_sae_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``NAME=ARCH:key=value,...`` -> ``(NAME, {"architecture": ARCH, key: value, ...})``."""
+    match = re.fullmatch(r"([\w.-]+)=(\w+)(?::(.*))?", spec.strip())
+    if not match:
+        raise ValueError(
+            f"bad --sae spec {spec!r}; use NAME=ARCH:key=value,... e.g. btk=batchtopk:d_sae=4096,k=32"
+        )
+    name, architecture, rest = match.groups()
+    config: dict[str, Any] = {"architecture": architecture}
+    for item in filter(None, (rest or "").split(",")):
+        if "=" not in item:
+            raise ValueError(f"bad item {item!r} in --sae {spec!r}; expected key=value")
+        key, value = item.split("=", 1)
+        config[key.strip()] = _parse_value(value.strip())
+    return name, config
+
+
+def build_saes(specs: list[str], d_in: int, seed: int) -> dict[str, Any]:
+    from sae_fast.sae.base import SparseAutoencoder
+
+    saes = {}
+    for index, spec in enumerate(specs):
+        name, config = parse_sae_spec(spec)
+        if name in saes:
+            raise ValueError(f"two --sae specs are named {name!r}; names must be unique")
+        config.setdefault("d_in", d_in)
+        if config["d_in"] != d_in:
+            raise ValueError(f"--sae {name}: d_in={config['d_in']} but the activations have width {d_in}")
+        config.setdefault("seed", seed + index)
+        saes[name] = SparseAutoencoder.from_config_dict(config)
+    return saes
+
+
+# ---------------------------------------------------------------------------- commands
+def load_model_by_name(name: str, device: str) -> Any:
+    """The bridge for ``name``; ``tiny-random`` is the randomly initialised test model."""
+    import torch
+
+    from sae_fast.activations import load_model, tiny_random_model
+
+    if name == TINY_MODEL:
+        return tiny_random_model(device=device)
+    return load_model(name, device, torch.float32)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from sae_fast.activations import ActivationConfig, extract_activations, text_source_from_spec
+
+    config = dataclass_from_args(ActivationConfig, args)
+    model = load_model_by_name(args.model, args.device)
+    reader = extract_activations(model, text_source_from_spec(args.texts), args.out, config, progress=args.progress)
+    print(f"activation cache: {reader.directory} ({reader.num_rows} rows of width {reader.d_model} at "
+          f"{reader.hook_name})")
+    return 0
+
+
+def _init_distributed(device: str) -> Any:
+    import torch.distributed as dist
+
+    from sae_fast.training import DistributedContext
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return DistributedContext.from_environment()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sae_fast.training import TrainConfig, Trainer, fixed_size_batches
+
+    out = Path(args.out)
+    overrides = {}
+    if args.checkpoint_dir is None:
+        overrides["checkpoint_dir"] = str(out / "checkpoints")
+    if args.log_jsonl is None:
+        overrides["log_jsonl"] = str(out / "metrics.jsonl")
+    config = dataclass_from_args(TrainConfig, args, **overrides)
+    context = _init_distributed(config.device)
+    metadata: dict[str, Any] = {}
+    if args.cache:
+        from sae_fast.activations import ActivationCacheReader
+
+        reader = ActivationCacheReader(args.cache)
+        d_in = reader.d_model
+        batches = reader.batches(config.batch_size, seed=config.seed, epochs=args.epochs,
+                                 rank=context.rank, world_size=context.world_size)
+        metadata = {"model_name": reader.model_name, "hook_name": reader.hook_name, "activation_cache": args.cache}
+    else:
+        if context.enabled:
+            raise ValueError("--live streaming does not shard across ranks; extract a cache and train --cache")
+        from sae_fast.activations import ActivationConfig, ActivationStream, text_source_from_spec
+
+        act_config = dataclass_from_args(ActivationConfig, args, prefix="act_", batch_size=config.batch_size)
+        model = load_model_by_name(args.model, config.device)
+        stream = ActivationStream(model, text_source_from_spec(args.texts), act_config)
+        d_in = stream.d_model
+        batches = fixed_size_batches(stream, config.batch_size)
+        metadata = {"model_name": args.model, "hook_name": act_config.hook_name}
+    config.extra.update(metadata)
+    saes = build_saes(args.sae, d_in, config.seed)
+    result = Trainer(saes, config, distributed=context).train(batches)
+    if context.is_main:
+        from sae_fast.io import save_pretrained
+
+        for name, sae in saes.items():
+            save_pretrained(sae, out / name, metadata=metadata)
+        summary = {"steps": result.steps, "tokens_seen": result.tokens_seen, "final_metrics": result.final_metrics,
+                   "config": config.to_dict(), "saes": {n: str(out / n) for n in saes}}
+        (out / "train_result.json").write_text(json.dumps(summary, indent=2))
+        print(f"trained {len(saes)} SAE(s) for {result.steps} steps ({result.tokens_seen} tokens); saved to {out}")
+        for name, metrics in result.final_metrics.items():
+            print(f"  {name}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from sae_fast.activations import ActivationCacheReader
+    from sae_fast.evaluation import evaluate
+    from sae_fast.io import load_pretrained
+
+    reader = ActivationCacheReader(args.cache)
+    rows = reader.activations if args.max_rows is None else reader.activations[: args.max_rows]
+    model = tokens = hook = None
+    if args.ce_sequences:
+        model = load_model_by_name(args.model or reader.model_name, args.device)
+        tokens = torch.from_numpy(reader.tokens[: args.ce_sequences].astype("int64"))
+        hook = reader.hook_name
+    results = {}
+    for path in args.sae:
+        sae = load_pretrained(path, device=args.device)
+        result = evaluate(sae, rows, model=model, tokens=tokens, hook_name=hook, batch_size=args.batch_size,
+                          first_position=reader.first_position, progress=args.progress)
+        results[path] = result.to_dict()
+        print(f"{path}: NMSE={result.nmse:.4f} FVE={result.fraction_variance_explained:.4f} "
+              f"L0={result.mean_l0:.2f} dead={result.dead_fraction:.3%}"
+              + (f" CE+{result.ce_degradation:.4f} nats" if result.ce_degradation is not None else ""))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from sae_fast.activations import OFFLINE_DEFAULT_MODEL, ActivationConfig
+    from sae_fast.training import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="sae-fast", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{cache,train,eval}")
+
+    model_help = (f"model: {OFFLINE_DEFAULT_MODEL!r} (SmolLM2-135M, offline), a Hugging Face Hub name "
+                  f"(needs network or cache), or {TINY_MODEL!r} (random test model)")
+    texts_help = "text source: offline-prose, openwebtext, hf:PATH[:SPLIT[:FIELD]], or local .txt/.jsonl path(s)"
+
+    cache = commands.add_parser("cache", help="extract activations of a model into an on-disk cache",
+                                description="Extract activations into a resumable memory-mapped cache.")
+    cache.add_argument("--out", required=True, help="cache directory (re-running finishes an interrupted cache)")
+    cache.add_argument("--model", default=OFFLINE_DEFAULT_MODEL, help=model_help + " (default: %(default)s)")
+    cache.add_argument("--texts", default="offline-prose", help=texts_help + " (default: %(default)s)")
+    cache.add_argument("--device", default="cpu", help="device the model runs on")
+    cache.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    add_dataclass_arguments(cache, ActivationConfig, skip=("batch_size", "shuffle_buffer_size"),
+                            defaults={"max_tokens": 1_000_000})
+    cache.set_defaults(func=cmd_cache)
+
+    train = commands.add_parser(
+        "train", help="train one or more SAEs on one activation stream",
+        description="Train several SAEs in one pass over one activation stream (a cache or a live model).",
+    )
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cache", help="activation cache directory (from `sae-fast cache`)")
+    source.add_argument("--live", action="store_true", help="stream activations from the model (--act-* flags)")
+    train.add_argument("--sae", action="append", required=True, metavar="NAME=ARCH:k=v,...",
+                       help="an SAE to train, repeatable; ARCH in batchtopk/topk/jumprelu/relu, keys are "
+                            "constructor arguments, e.g. btk=batchtopk:d_sae=4096,k=32 (d_in is inferred)")
+    train.add_argument("--out", required=True, help="output directory: one save_pretrained folder per SAE, "
+                                                    "train_result.json; checkpoints/ and metrics.jsonl by default")
+    train.add_argument("--epochs", type=_optional_int, default=None,
+                       help="passes over the cache (None: endless, bounded by --total-tokens)")
+    train.add_argument("--model", default=OFFLINE_DEFAULT_MODEL, help="with --live: " + model_help + " (default: %(default)s)")
+    train.add_argument("--texts", default="offline-prose", help="with --live: " + texts_help + " (default: %(default)s)")
+    add_dataclass_arguments(train, TrainConfig)
+    add_dataclass_arguments(train, ActivationConfig, prefix="act_", skip=("batch_size", "max_tokens", "cache_dtype"))
+    train.set_defaults(func=cmd_train)
+
+    evaluation = commands.add_parser("eval", help="evaluate saved SAEs on held-out activations",
+                                     description="NMSE, variance explained, L0 histogram, dead latents and "
+                                                 "(with --ce-sequences) CE degradation of saved SAEs.")
+    evaluation.add_argument("--sae", action="append", required=True, help="saved SAE folder (repeatable)")
+    evaluation.add_argument("--cache", required=True, help="held-out activation cache (not the training one)")
+    evaluation.add_argument("--max-rows", type=_optional_int, default=None, help="evaluate on the first N rows only")
+    evaluation.add_argument("--ce-sequences", type=int, default=0,
+                            help="also measure CE degradation on the cache's first N token sequences")
+    evaluation.add_argument("--model", default=None, help="model for CE (default: the cache's model); " + model_help)
+    evaluation.add_argument("--batch-size", type=int, default=4096, help="activations per SAE batch")
+    evaluation.add_argument("--device", default="cpu", help="device for the SAE and the model")
+    evaluation.add_argument("--out", default=None, help="write the results as JSON here")
+    evaluation.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    evaluation.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from sae_fast.training import CheckpointError, NonFiniteError
+
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, CheckpointError, NonFiniteError) as error:
+        print(f"sae-fast {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

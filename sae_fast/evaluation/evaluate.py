@@ -1,0 +1,187 @@
+"""``evaluate(sae, activations, ...)``: every held-out metric of one SAE in one call."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from sae_fast.evaluation.metrics import ReconstructionAccumulator
+from sae_fast.sae.base import SparseAutoencoder
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one SAE on held-out data (formulas in :mod:`sae_fast.evaluation.metrics`).
+
+    The CE fields are None unless a model and tokens were given. All losses are mean next-token
+    cross-entropies in nats over the same positions (see :mod:`sae_fast.activations.ce_loss`).
+    """
+
+    n_tokens: int
+    nmse: float
+    fraction_variance_explained: float
+    mean_l0: float
+    l0_histogram: list[int]
+    """``l0_histogram[j]``: evaluation tokens with exactly ``j`` active latents."""
+    n_dead: int
+    dead_fraction: float
+    """Latents that never fired on the evaluation tokens, over d_sae."""
+    d_sae: int
+    architecture: str
+    ce_clean: float | None = None
+    ce_sae: float | None = None
+    ce_zero_ablation: float | None = None
+    ce_mean_ablation: float | None = None
+    ce_degradation: float | None = None
+    """``ce_sae - ce_clean``."""
+    ce_loss_recovered_zero: float | None = None
+    """``(L_zero - L_sae) / (L_zero - L_clean)``."""
+    ce_loss_recovered_mean: float | None = None
+    """``(L_mean - L_sae) / (L_mean - L_clean)``."""
+    ce_sequences: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _batches(activations: Tensor | np.ndarray | Iterable[Tensor], batch_size: int) -> Iterable[Tensor]:
+    if isinstance(activations, (Tensor, np.ndarray)):
+        if activations.ndim != 2 or activations.shape[0] == 0:
+            raise ValueError(f"activations must be [n_tokens, d_in] with n_tokens >= 1, got {tuple(activations.shape)}")
+        for start in range(0, activations.shape[0], batch_size):
+            chunk = activations[start : start + batch_size]
+            yield chunk if isinstance(chunk, Tensor) else torch.from_numpy(np.array(chunk))  # copy: memmaps are read-only
+        return
+    if isinstance(activations, Iterable):
+        yield from activations
+        return
+    raise TypeError(
+        f"activations must be a tensor/array [n_tokens, d_in] or an iterable of such batches, "
+        f"got {type(activations).__name__}"
+    )
+
+
+def _recovered(ablated: float, sae: float, clean: float) -> float:
+    denominator = ablated - clean
+    return (ablated - sae) / denominator if denominator != 0 else math.nan
+
+
+REFERENCE_LOSSES = ("ce_clean", "ce_zero_ablation", "ce_mean_ablation")
+
+
+def _ce_losses(
+    sae: SparseAutoencoder, model: Any, tokens: Tensor, hook_name: str, mean: Tensor, first_position: int,
+    batch_size: int, progress: bool, reference: dict[str, float] | None,
+) -> dict[str, float]:
+    from sae_fast.activations.ce_loss import ce_loss_with_replacement, clean_loss, mean_ablation, zero_ablation
+
+    def splice_sae(acts: Tensor) -> Tensor:
+        return sae(acts.reshape(-1, acts.shape[-1]).to(sae.device)).reshape(acts.shape).to(acts.dtype)
+
+    variants = {"ce_sae": splice_sae}
+    if reference is None:
+        variants.update(ce_zero_ablation=zero_ablation, ce_mean_ablation=mean_ablation(mean))
+    totals = dict.fromkeys(["ce_clean", *variants], 0.0)
+    chunks = tokens.split(batch_size)
+    for chunk in tqdm(chunks, desc="CE loss", unit="batch", disable=not progress):
+        weight = chunk.shape[0] / tokens.shape[0]  # equal-length sequences: equal predictions each
+        if reference is None:
+            totals["ce_clean"] += weight * float(clean_loss(model, chunk, first_position=first_position))
+        for name, replace in variants.items():
+            loss = ce_loss_with_replacement(model, chunk, hook_name, replace, first_position=first_position)
+            totals[name] += weight * float(loss)
+    if reference is not None:
+        totals.update({key: float(reference[key]) for key in REFERENCE_LOSSES})
+    return totals
+
+
+@torch.no_grad()
+def evaluate(
+    sae: SparseAutoencoder,
+    activations: Tensor | np.ndarray | Iterable[Tensor],
+    *,
+    model: Any = None,
+    tokens: Tensor | None = None,
+    hook_name: str | None = None,
+    batch_size: int = 4096,
+    ce_batch_size: int = 8,
+    first_position: int = 1,
+    mean_activation: Tensor | None = None,
+    reference_losses: EvalResult | dict[str, float] | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """All held-out metrics of ``sae`` in eval mode (BatchTopK selects with its threshold theta).
+
+    Args:
+        activations: held-out ``[n_tokens, d_in]`` activations (tensor, numpy array or memmap), or
+            an iterable of such batches.
+        model, tokens, hook_name: when all given, also the CE losses: clean, with the SAE's
+            reconstruction spliced in at ``hook_name`` (positions ``first_position:``), and with
+            zero- and mean-ablation there; ``tokens`` is ``[n_sequences, seq_len]``.
+        mean_activation: the ``[d_in]`` mean used for mean-ablation (default: the mean of
+            ``activations``; pass the training mean to ablate with it instead).
+        batch_size / ce_batch_size: tokens per SAE batch / sequences per model batch.
+        reference_losses: the SAE-independent CE losses (``ce_clean``, ``ce_zero_ablation``,
+            ``ce_mean_ablation``) from an earlier call on the same tokens (an EvalResult or a dict),
+            so comparing several SAEs runs those forward passes once.
+
+    The SAE's train/eval mode is restored afterwards.
+    """
+    if not isinstance(sae, SparseAutoencoder):
+        raise TypeError(f"sae must be a SparseAutoencoder, got {type(sae).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    wants_ce = [model is not None, tokens is not None, hook_name is not None]
+    if any(wants_ce) and not all(wants_ce):
+        raise ValueError("CE evaluation needs model, tokens and hook_name together (or none of them)")
+    if tokens is not None and (not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype.is_floating_point):
+        raise ValueError("tokens must be an integer tensor [n_sequences, seq_len]")
+    was_training = sae.training
+    sae.eval()
+    try:
+        accumulator = ReconstructionAccumulator(sae)
+        for batch in tqdm(_batches(activations, batch_size), desc="evaluate", unit="batch", disable=not progress):
+            if not isinstance(batch, Tensor):
+                raise TypeError(f"activation batches must be tensors, got {type(batch).__name__}")
+            accumulator.add(batch)
+        if accumulator.n_tokens == 0:
+            raise ValueError("activations held no tokens; pass at least one [n, d_in] batch")
+        nmse = accumulator.nmse()
+        n_dead = int((~accumulator.fired).sum())
+        result = EvalResult(
+            n_tokens=accumulator.n_tokens, nmse=nmse, fraction_variance_explained=1.0 - nmse,
+            mean_l0=accumulator.mean_l0(), l0_histogram=accumulator.l0_counts.tolist(), n_dead=n_dead,
+            dead_fraction=n_dead / sae.d_sae, d_sae=sae.d_sae, architecture=sae.architecture,
+        )
+        if all(wants_ce):
+            mean = accumulator.mean if mean_activation is None else mean_activation.double()
+            if mean.shape != (sae.d_in,):
+                raise ValueError(f"mean_activation must have shape [{sae.d_in}], got {tuple(mean.shape)}")
+            reference = None
+            if reference_losses is not None:
+                source = reference_losses.to_dict() if isinstance(reference_losses, EvalResult) else reference_losses
+                missing = [key for key in REFERENCE_LOSSES if source.get(key) is None]
+                if missing:
+                    raise ValueError(f"reference_losses lacks {missing}; pass an EvalResult computed with CE losses")
+                reference = {key: source[key] for key in REFERENCE_LOSSES}
+            losses = _ce_losses(sae, model, tokens, hook_name, mean.float(), first_position, ce_batch_size,
+                                progress, reference)
+            result.ce_clean = losses["ce_clean"]
+            result.ce_sae = losses["ce_sae"]
+            result.ce_zero_ablation = losses["ce_zero_ablation"]
+            result.ce_mean_ablation = losses["ce_mean_ablation"]
+            result.ce_degradation = losses["ce_sae"] - losses["ce_clean"]
+            result.ce_loss_recovered_zero = _recovered(losses["ce_zero_ablation"], losses["ce_sae"], losses["ce_clean"])
+            result.ce_loss_recovered_mean = _recovered(losses["ce_mean_ablation"], losses["ce_sae"], losses["ce_clean"])
+            result.ce_sequences = int(tokens.shape[0])
+        return result
+    finally:
+        sae.train(was_training)

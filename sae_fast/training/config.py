@@ -1,0 +1,123 @@
+"""The one configuration dataclass of SAE training (defaults follow the paper's appendix)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PAPER_LR = 3e-4
+PAPER_BETAS = (0.9, 0.99)
+PAPER_BATCH_SIZE = 4096
+PAPER_TOTAL_TOKENS = 1_000_000_000
+
+
+@dataclass
+class TrainConfig:
+    """Everything the :class:`~sae_fast.training.Trainer` needs besides the SAEs and the data.
+
+    Optimisation follows the paper (section 6 / appendix): Adam with ``lr=3e-4``,
+    ``betas=(0.9, 0.99)``, 4096 activations per step, 1e9 tokens. Every SAE of a sweep gets its
+    own Adam with these settings.
+    """
+
+    lr: float = PAPER_LR
+    """Adam learning rate (constant; the paper uses no schedule)."""
+    betas: tuple[float, float] = PAPER_BETAS
+    """Adam (beta1, beta2)."""
+    eps: float = 1e-8
+    """Adam epsilon."""
+    batch_size: int = PAPER_BATCH_SIZE
+    """Activations (tokens) per optimiser step, summed over all ranks; BatchTopK's budget is batch_size*k."""
+    micro_batches: int = 1
+    """Split each (per-rank) batch into this many micro-batches and average their losses (gradient
+    accumulation). Each micro-batch takes its own batch top-k, exactly like a rank of a DDP run."""
+    total_tokens: int | None = PAPER_TOTAL_TOKENS
+    """Stop after this many training tokens (None: when the data stream ends)."""
+    seed: int = 0
+    """Seeds torch's RNG at the start of a fresh run; the CLI also shuffles cached activations with it
+    and seeds the SAEs' initialisation with seed + index."""
+    init_b_dec_from_data: bool = True
+    """Set every SAE's b_dec to the mean of the first batch before the first step (fresh runs only)."""
+    checkpoint_dir: str | None = None
+    """Directory for checkpoint.pt (None: no checkpoints, so no resume)."""
+    checkpoint_every: int = 1000
+    """Write a checkpoint every this many steps (and always at the end)."""
+    resume: bool = False
+    """Continue from checkpoint_dir/checkpoint.pt; an error if it is missing or unreadable."""
+    log_every: int = 10
+    """Record metrics (history, JSONL, tensorboard/wandb) every this many steps and at the last step."""
+    log_jsonl: str | None = None
+    """Append one JSON object per SAE per logged step to this file (None: no JSONL log)."""
+    tensorboard_dir: str | None = None
+    """Also log to TensorBoard in this directory (needs the tensorboard package)."""
+    wandb_project: str | None = None
+    """Also log to this Weights & Biases project (needs the wandb package)."""
+    device: str = "cpu"
+    """Device the SAEs are moved to and batches are moved to before each step."""
+    dtype: str = "float32"
+    """Floating-point dtype of the SAE parameters (float32, bfloat16, float16, float64)."""
+    progress: bool = True
+    """Show a tqdm progress bar with loss, L0 and NMSE of every SAE."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form metadata stored with checkpoints (e.g. the hook point and model name)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> TrainConfig:
+        """Raise ValueError/TypeError naming the first bad field and how to fix it."""
+        for name in ("batch_size", "micro_batches", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
+        if self.total_tokens is not None and (
+            isinstance(self.total_tokens, bool) or not isinstance(self.total_tokens, int) or self.total_tokens < 1
+        ):
+            raise ValueError(f"TrainConfig.total_tokens must be an int >= 1 or None, got {self.total_tokens!r}")
+        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+        betas = tuple(self.betas)
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
+        self.betas = (float(betas[0]), float(betas[1]))
+        if not self.eps > 0:
+            raise ValueError(f"TrainConfig.eps must be > 0, got {self.eps!r}")
+        if self.batch_size % self.micro_batches:
+            raise ValueError(
+                f"TrainConfig.batch_size={self.batch_size} must be divisible by micro_batches={self.micro_batches}"
+            )
+        self.torch_dtype  # validates the name
+        if self.resume and self.checkpoint_dir is None:
+            raise ValueError("TrainConfig.resume=True needs checkpoint_dir (where checkpoint.pt lives)")
+        return self
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        dtype = getattr(torch, str(self.dtype), None)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"TrainConfig.dtype must name a floating torch dtype (e.g. 'float32'), got {self.dtype!r}")
+        return dtype
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return None if self.checkpoint_dir is None else Path(self.checkpoint_dir) / "checkpoint.pt"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (stored in checkpoints and run summaries)."""
+        out = asdict(self)
+        out["betas"] = list(self.betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}; valid fields: {sorted(known)}")
+        data = dict(data)
+        if "betas" in data:
+            data["betas"] = tuple(data["betas"])
+        return cls(**data)
