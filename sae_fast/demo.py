@@ -17,6 +17,7 @@ Steps (each with a progress bar), all outputs under ``outputs/demo/``:
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -117,6 +118,11 @@ def run_smollm2(args: argparse.Namespace) -> Path:
     t0 = time.perf_counter()
     result = Trainer(saes, train_config).train(batches)
     timings["train both SAEs (one pass)"] = time.perf_counter() - t0
+    # A short run's running-mean theta still remembers early training; re-estimate it with the
+    # final weights on training batches of the training batch size (theta depends on n * k).
+    calibration = ShuffledBatches(train_rows, args.batch_size, seed=args.seed + 1, epochs=1)
+    theta = saes["BatchTopK"].recalibrate_threshold(itertools.islice(calibration, args.theta_batches))
+    print(f"      BatchTopK theta re-estimated on {args.theta_batches} training batches: {theta:.4f}")
     for name, sae in saes.items():
         save_pretrained(sae, out / "saes" / name, metadata={"model_name": reader.model_name, "hook_name": hook})
 
@@ -146,6 +152,8 @@ def run_smollm2(args: argparse.Namespace) -> Path:
         "SAEs": f"d_sae={args.d_sae}, k={args.k}, dead_tokens_threshold={args.dead_tokens}",
         "optimiser": f"Adam lr={args.lr}, betas={train_config.betas}, batch {args.batch_size}, "
                      f"{result.steps} steps ({args.epochs} epochs)",
+        "BatchTopK theta": f"{theta:.4f}, mean smallest kept activation over {args.theta_batches} training "
+                           "batches with the final weights",
         "torch threads": torch.get_num_threads(),
         "held-out tokens with norm > 10x the median (attention-sink tokens)":
             f"{float(high.double().mean()):.2%} of tokens, {float(centred_sq[high].sum() / centred_sq.sum()):.1%} "
@@ -185,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a latent is dead after this many training tokens without firing (aux loss)")
     parser.add_argument("--log-every", type=int, default=5, help="training steps between logged metrics")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="training steps between checkpoints")
+    parser.add_argument("--theta-batches", type=int, default=8,
+                        help="training batches used to re-estimate BatchTopK's theta after training")
     parser.add_argument("--seed", type=int, default=0, help="seed of text order, shuffling and SAE init")
     args = parser.parse_args(argv)
     if args.synthetic:

@@ -1,7 +1,11 @@
 import os
 
-import pytest
-import torch
+# Spin-waiting OpenMP threads (torch's and the C++ ops' share one runtime) starve each other on a
+# shared 2-core machine; this must be set before torch starts its thread pool.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Without a GPU, Triton kernels are tested through the CPU interpreter; this must be set before
 # any kernel module is imported (Triton fixes compiled-vs-interpreted at decoration time).

@@ -7,10 +7,12 @@ rest of the batch, so eval mode applies one threshold theta as a JumpReLU:
 ``f = pre * (pre > theta)``, where theta estimates ``E_X[min{kept activations of batch X}]``.
 
 theta is a running mean of each training batch's smallest kept activation: an exact mean over
-the first ``threshold_window`` batches, then an exponential average with weight
+the first ``threshold_window`` (default 100) batches, then an exponential average with weight
 ``1 / threshold_window`` so that early-training batches (whose minima are unlike the final
-model's) are forgotten. Freeze it with :meth:`freeze_threshold`, set it with
-:meth:`set_threshold`, or re-estimate it on held-out batches with :meth:`recalibrate_threshold`.
+model's) are forgotten. Each batch minimum is an order statistic of ``n * k`` values and varies
+little between batches, so a short window costs almost no precision. Freeze it with
+:meth:`freeze_threshold`, set it with :meth:`set_threshold`, or re-estimate it on held-out
+batches with :meth:`recalibrate_threshold`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class BatchTopKSAE(KSparseSAE):
 
     architecture = "batchtopk"
 
-    def __init__(self, d_in: int, d_sae: int, k: int, *, threshold_window: int = 1000, **kwargs: Any) -> None:
+    def __init__(self, d_in: int, d_sae: int, k: int, *, threshold_window: int = 100, **kwargs: Any) -> None:
         super().__init__(d_in, d_sae, k, **kwargs)
         self.threshold_window = check_positive_int(threshold_window, "threshold_window")
         self._config.update(threshold_window=threshold_window)

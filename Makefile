@@ -1,0 +1,32 @@
+# sae_fast developer entry points. Every target first makes sure the virtual environment exists
+# and the C++ extension is built from the current csrc/ (scripts/ensure_venv.sh, instant when
+# nothing changed).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VENV
+
+# OpenMP threads that spin between parallel regions starve each other on a shared 2-core machine
+# (torch's pool, the C++ ops, other processes); sleeping threads cost microseconds per region.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: venv test demo bench clean
+
+venv:
+	bash scripts/ensure_venv.sh
+
+# Tests never need a GPU: Triton kernels run in the interpreter.
+test: venv
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -p no:cacheprovider tests
+
+demo: venv
+	$(PY) -m sae_fast.demo
+
+# Benchmarks compare each kernel with the dense torch path in the same run; the results land in
+# benchmarks/results/ (JSON and a Markdown table).
+bench: venv
+	$(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds
+
+clean:
+	rm -rf build *.egg-info sae_fast/*.egg-info .pytest_cache .benchmarks
+	rm -f sae_fast/_C*.so
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,108 @@
+"""Shared benchmark plumbing: collect measured timings, write them once when the session ends.
+
+A benchmark calls the ``record_benchmark`` fixture after running ``benchmark``; at session finish
+every results file gets ``benchmarks/results/<name>.json`` (all fields) and ``<name>.md`` (a
+table), each written atomically. Speed-ups are computed against the row of the same case marked
+``baseline=True`` (the dense torch path, measured in the same run), never against stored numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+# results file name -> list of measured rows; filled by record_benchmark, written at session end.
+_RESULTS: dict[str, list[dict]] = defaultdict(list)
+
+
+@pytest.fixture
+def record_benchmark():
+    """``record(benchmark, file=, case=, impl=, baseline=False, tokens=None, **params)``."""
+
+    def record(benchmark, *, file: str, case: str, impl: str, baseline: bool = False,
+               tokens: int | None = None, **params) -> None:
+        stats = benchmark.stats.stats
+        row = {
+            "case": case,
+            "impl": impl,
+            "baseline": baseline,
+            **params,
+            "median_s": stats.median,
+            "min_s": stats.min,
+            "mean_s": stats.mean,
+            "stddev_s": stats.stddev,
+            "rounds": stats.rounds,
+        }
+        if tokens is not None:
+            row["tokens"] = tokens
+            row["tokens_per_s"] = tokens / stats.median
+        _RESULTS[file].append(row)
+
+    return record
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by anyone
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _add_speedups(rows: list[dict]) -> None:
+    baselines = {row["case"]: row["median_s"] for row in rows if row["baseline"]}
+    for row in rows:
+        base = baselines.get(row["case"])
+        row["speedup_vs_baseline"] = None if base is None else base / row["median_s"]
+
+
+def _markdown(name: str, meta: dict, rows: list[dict]) -> str:
+    lines = [
+        f"# {name}",
+        "",
+        f"{meta['date']} · {meta['machine']} · torch {meta['torch']} · {meta['torch_threads']} threads",
+        "",
+        "| case | impl | median ms | min ms | tokens/s | speed-up vs baseline |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        tps = f"{row['tokens_per_s']:,.0f}" if "tokens_per_s" in row else ""
+        speedup = row["speedup_vs_baseline"]
+        speedup = "baseline" if row["baseline"] else ("" if speedup is None else f"{speedup:.2f}x")
+        lines.append(
+            f"| {row['case']} | {row['impl']} | {row['median_s'] * 1e3:.2f} | {row['min_s'] * 1e3:.2f} "
+            f"| {tps} | {speedup} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _RESULTS:
+        return
+    meta = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".replace("  ", " "),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }
+    for name, rows in _RESULTS.items():
+        _add_speedups(rows)
+        _atomic_write(RESULTS_DIR / f"{name}.json", json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+        _atomic_write(RESULTS_DIR / f"{name}.md", _markdown(name, meta, rows))

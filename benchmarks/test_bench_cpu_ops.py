@@ -1,0 +1,103 @@
+"""C++ CPU ops against the dense torch path peers use, at CPU-scaled SAE sizes.
+
+- BatchTopK selection: ``sae_fast._C`` (O(n * d_sae) radix select, CSR out) vs ``torch.topk`` on
+  the flattened batch followed by the scatter into dense codes (how dense BatchTopK
+  implementations build their codes).
+- TopK selection: per-row C++ select vs ``torch.topk(dim=1)`` + scatter.
+- Decode: C++ ``sparse_decode`` of the kept entries vs ``codes_dense @ W_dec``.
+
+Run: ``make bench`` or ``.venv/bin/python -m pytest benchmarks/test_bench_cpu_ops.py -q``;
+results go to ``benchmarks/results/cpu_ops.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sae_fast.kernels import cpu
+from sae_fast.kernels.sparse_decode_reference import sparse_decode as reference_decode
+
+K = 32  # latents per token on average (BatchTopK k)
+D_MODEL = 768
+SIZES = [(1024, 3072), (2048, 12288), (4096, 24576)]  # (tokens n, d_sae m)
+ROUNDS = 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _extension_built():
+    assert cpu.is_available(), "sae_fast._C is not built: run `make venv`"
+
+
+_pre_cache: dict[tuple[int, int], torch.Tensor] = {}
+
+
+def pre_activations(n: int, m: int) -> torch.Tensor:
+    """Post-ReLU pre-activations, about half zeros (cached: generating them dominates otherwise)."""
+    if (n, m) not in _pre_cache:
+        g = torch.Generator().manual_seed(0)
+        _pre_cache[(n, m)] = torch.relu(torch.randn(n, m, generator=g))
+    return _pre_cache[(n, m)]
+
+
+def dense_batch_topk(pre: torch.Tensor, k_total: int) -> torch.Tensor:
+    flat = pre.reshape(-1)
+    top = torch.topk(flat, k_total, sorted=False)
+    return torch.zeros_like(flat).scatter_(0, top.indices, top.values).reshape(pre.shape)
+
+
+def dense_topk(pre: torch.Tensor, k: int) -> torch.Tensor:
+    top = torch.topk(pre, k, dim=1, sorted=False)
+    return torch.zeros_like(pre).scatter_(1, top.indices, top.values)
+
+
+def run(benchmark, fn, *args):
+    return benchmark.pedantic(fn, args=args, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("n, m", SIZES, ids=[f"n{n}-m{m}" for n, m in SIZES])
+@pytest.mark.parametrize("impl", ["torch_topk_dense", "cpp_batch_topk_select"])
+def test_bench_batch_topk_select(benchmark, record_benchmark, impl, n, m):
+    pre = pre_activations(n, m)
+    benchmark.group = f"batch_topk n={n} m={m}"
+    if impl == "torch_topk_dense":
+        out = run(benchmark, dense_batch_topk, pre, n * K)
+        assert int((out > 0).sum()) == n * K
+    else:
+        codes = run(benchmark, cpu.batch_topk_select, pre, n * K)
+        assert codes.nnz == n * K
+    record_benchmark(benchmark, file="cpu_ops", case=f"batch_topk n={n} m={m} k={K}", impl=impl,
+                     baseline=impl == "torch_topk_dense", tokens=n, op="batch_topk_select", n=n, m=m, k=K)
+
+
+@pytest.mark.parametrize("n, m", SIZES, ids=[f"n{n}-m{m}" for n, m in SIZES])
+@pytest.mark.parametrize("impl", ["torch_topk_dense", "cpp_topk_select"])
+def test_bench_topk_select(benchmark, record_benchmark, impl, n, m):
+    pre = pre_activations(n, m)
+    benchmark.group = f"topk n={n} m={m}"
+    if impl == "torch_topk_dense":
+        out = run(benchmark, dense_topk, pre, K)
+        assert int((out > 0).sum()) == n * K
+    else:
+        codes = run(benchmark, cpu.topk_select, pre, K)
+        assert codes.nnz == n * K
+    record_benchmark(benchmark, file="cpu_ops", case=f"topk n={n} m={m} k={K}", impl=impl,
+                     baseline=impl == "torch_topk_dense", tokens=n, op="topk_select", n=n, m=m, k=K)
+
+
+@pytest.mark.parametrize("n, m", SIZES, ids=[f"n{n}-m{m}" for n, m in SIZES])
+@pytest.mark.parametrize("impl", ["torch_dense_matmul", "cpp_sparse_decode"])
+def test_bench_decode(benchmark, record_benchmark, impl, n, m):
+    codes = cpu.batch_topk_select(pre_activations(n, m), n * K)
+    W_dec = torch.randn(m, D_MODEL, generator=torch.Generator().manual_seed(1)) / m**0.5
+    b_dec = torch.randn(D_MODEL, generator=torch.Generator().manual_seed(2))
+    benchmark.group = f"decode n={n} m={m} d={D_MODEL}"
+    if impl == "torch_dense_matmul":
+        dense = codes.to_dense()
+        out = run(benchmark, lambda: dense @ W_dec + b_dec)
+    else:
+        out = run(benchmark, cpu.sparse_decode, codes, W_dec, b_dec)
+    torch.testing.assert_close(out, reference_decode(codes, W_dec, b_dec), rtol=1e-4, atol=1e-4)
+    record_benchmark(benchmark, file="cpu_ops", case=f"decode n={n} m={m} d={D_MODEL} k={K}", impl=impl,
+                     baseline=impl == "torch_dense_matmul", tokens=n, op="sparse_decode", n=n, m=m,
+                     d=D_MODEL, k=K)

@@ -1,0 +1,88 @@
+// TopK selection: keep the k largest positive entries of every row independently.
+//
+// One streaming pass per row finds the row's k-th largest positive value (the cut) without a sort:
+// candidates above a running lower bound go to a small buffer; when it fills, nth_element keeps its
+// top k and their smallest becomes the new bound. The bound only rises and never exceeds the final
+// cut, so every entry above the cut reaches the buffer, and after the first few hundred entries
+// almost none pass the bound (a predictable branch). Ties at the cut are then admitted in column
+// order, the reference's tie rule.
+#include <functional>
+
+#include "common.h"
+
+namespace sae_fast {
+namespace {
+
+struct RowCut {
+  int64_t count = 0;  // entries kept in the row
+  float cut = 0.0f;   // keep entries > cut ...
+  int64_t ties = 0;   // ... and the first `ties` entries == cut
+};
+
+RowCut row_cut(const float* row, int64_t m, int64_t k, std::vector<float>& buffer) {
+  const int64_t capacity = static_cast<int64_t>(buffer.size());
+  float* buf = buffer.data();
+  float bound = 0.0f;  // only strictly positive entries can be kept
+  int64_t size = 0;
+  bool compacted = false;
+  for (int64_t c = 0; c < m; ++c) {
+    const float v = row[c];
+    if (v > bound) {
+      buf[size++] = v;
+      if (size == capacity) {
+        std::nth_element(buf, buf + (k - 1), buf + size, std::greater<float>());
+        bound = buf[k - 1];
+        size = k;
+        compacted = true;
+      }
+    }
+  }
+  RowCut result;
+  if (!compacted && size <= k) {  // at most k positive entries: keep them all (cut 0)
+    result.count = size;
+    return result;
+  }
+  std::nth_element(buf, buf + (k - 1), buf + size, std::greater<float>());
+  result.count = k;
+  result.cut = buf[k - 1];
+  int64_t greater = 0;  // after nth_element everything > cut lies in front of position k - 1
+  for (int64_t i = 0; i < k - 1; ++i) greater += buf[i] > result.cut;
+  result.ties = k - greater;
+  return result;
+}
+
+py::tuple topk_select(const FloatArray& pre, int64_t k) {
+  const MatrixView x = matrix_view(pre, "pre");
+  require(k >= 0, "k must be >= 0, got " + std::to_string(k));
+  const int64_t n = x.rows, m = x.cols;
+  std::vector<int64_t> counts(n, 0);
+  std::vector<RowCut> cuts(n);
+  if (k > 0 && m > 0) {
+    py::gil_scoped_release release;
+    // Capacity > k so a compaction always frees room; about 2k amortises nth_element to O(1) per
+    // buffered entry. A capacity above m means the buffer can never fill.
+    const int64_t capacity = std::min(m + 1, std::max(2 * k, k + 256));
+#pragma omp parallel if (n * m > kParallelGrain)
+    {
+      std::vector<float> buffer(capacity);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < n; ++r) {
+        cuts[r] = row_cut(x.data + r * m, m, k, buffer);
+        counts[r] = cuts[r].count;
+      }
+    }
+  }
+  return emit_csr(counts, n * m, [&](int64_t r, int64_t* idx, float* val) {
+    write_above(x.data + r * m, m, cuts[r].cut, cuts[r].ties, idx, val);
+  });
+}
+
+}  // namespace
+
+void register_topk_select(py::module_& m) {
+  m.def("topk_select", &topk_select, py::arg("pre"), py::arg("k"),
+        "Keep the k largest positive entries of every row of a float32 [n, m] array (ties: lower "
+        "column). Returns (row_offsets[n+1], latent_indices[nnz], values[nnz]).");
+}
+
+}  // namespace sae_fast
