@@ -72,21 +72,24 @@ def _add_speedups(rows: list[dict]) -> None:
 
 
 def _markdown(name: str, meta: dict, rows: list[dict]) -> str:
+    with_memory = any(row.get("peak_step_memory_mib") is not None for row in rows)
+    memory_header = " peak memory MiB |" if with_memory else ""
     lines = [
         f"# {name}",
         "",
         f"{meta['date']} · {meta['machine']} · torch {meta['torch']} · {meta['torch_threads']} threads",
         "",
-        "| case | impl | median ms | min ms | tokens/s | speed-up vs baseline |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        f"| case | impl | median ms | min ms | tokens/s | speed-up vs baseline |{memory_header}",
+        "| --- | --- | ---: | ---: | ---: | ---: |" + (" ---: |" if with_memory else ""),
     ]
     for row in rows:
         tps = f"{row['tokens_per_s']:,.0f}" if "tokens_per_s" in row else ""
         speedup = row["speedup_vs_baseline"]
         speedup = "baseline" if row["baseline"] else ("" if speedup is None else f"{speedup:.2f}x")
+        memory = f" {row.get('peak_step_memory_mib')} |" if with_memory else ""
         lines.append(
             f"| {row['case']} | {row['impl']} | {row['median_s'] * 1e3:.2f} | {row['min_s'] * 1e3:.2f} "
-            f"| {tps} | {speedup} |"
+            f"| {tps} | {speedup} |{memory}"
         )
     return "\n".join(lines) + "\n"
 

@@ -142,6 +142,14 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         """``relu((x - b_dec) @ W_enc + b_enc)`` for flattened tokens ``[n, d_in]`` → ``[n, d_sae]``."""
         return torch.relu((x_tokens - self.b_dec) @ self.W_enc + self.b_enc)
 
+    @torch.no_grad()
+    def _pre_activations_inplace(self, x_tokens: Tensor) -> Tensor:
+        """:meth:`pre_activations` without autograd in ONE ``[n, d_sae]`` buffer (bias-add and relu in place).
+
+        At ``n = 4096, d_sae = 98304`` that buffer is 1.5 GiB, so a second temporary would matter.
+        """
+        return torch.addmm(self.b_enc, x_tokens - self.b_dec, self.W_enc).relu_()
+
     @abc.abstractmethod
     def select(self, pre: Tensor, ops=REFERENCE_OPS) -> SparseCodes:
         """Which pre-activations stay active (mode-dependent for BatchTopK). Values are ``pre``'s."""
@@ -149,9 +157,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     def encode_sparse(self, x: Tensor) -> SparseCodes:
         """Sparse codes of ``x`` ``[..., d_in]`` over its flattened tokens (values detached)."""
         x_tokens = self._tokens(x)
-        with torch.no_grad():
-            pre = self.pre_activations(x_tokens)
-            return self.select(pre, self._ops())
+        return self.select(self._pre_activations_inplace(x_tokens), self._ops())
 
     def encode(self, x: Tensor) -> Tensor:
         """Dense codes ``[..., d_sae]`` (zeros where a latent is inactive); differentiable."""
@@ -184,7 +190,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         x_tokens = self._tokens(x)
         ops = self._ops()
         with torch.no_grad():
-            codes = self.select(self.pre_activations(x_tokens), ops)
+            codes = self.select(self._pre_activations_inplace(x_tokens), ops)
         if torch.is_grad_enabled():
             # Stay differentiable (through the kept entries only) for users who fine-tune through it.
             x_hat = self._sparse_reconstruction(x_tokens, codes, ops)

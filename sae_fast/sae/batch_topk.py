@@ -87,7 +87,8 @@ class BatchTopKSAE(KSparseSAE):
         minima = []
         for batch in batches:
             x_tokens = self._tokens(batch)
-            codes = self._ops().batch_topk_select(self.pre_activations(x_tokens), x_tokens.shape[0] * self.k)
+            pre = self._pre_activations_inplace(x_tokens)
+            codes = self._ops().batch_topk_select(pre, x_tokens.shape[0] * self.k)
             if codes.nnz:
                 minima.append(codes.values.min().float())
         if not minima:

@@ -91,7 +91,7 @@ class KSparseSAE(SparseAutoencoder):
                     x_tokens, self.W_enc, self.b_enc, self.b_dec, **self._selection(x_tokens.shape[0])
                 )
             else:
-                pre = self.pre_activations(x_tokens)
+                pre = self._pre_activations_inplace(x_tokens)
                 codes = self.select(pre, ops)
             # The aux selection may overwrite pre: the kept values already live in `codes`.
             aux_codes = self._aux_codes(pre, ops, in_place=True)
