@@ -16,11 +16,14 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=32768)
     p.add_argument("--threshold", type=float, default=0.7)
     p.add_argument("--novel-order", default="index", choices=["index", "random", "max_cos"])
+    p.add_argument("--remove-unmatched-small", action="store_true",
+                   help="also remove small-SAE latents that join no group, so the path ends at the large SAE")
     p.add_argument("--out", default="outputs/stitching")
     a = p.parse_args()
     if len(a.saes) < 2:
         p.error("--saes needs at least two SAEs")
-    config = StitchingConfig(threshold=a.threshold, novel_order=a.novel_order)
+    config = StitchingConfig(threshold=a.threshold, novel_order=a.novel_order,
+                             remove_unmatched_small=a.remove_unmatched_small)
     x = load_activations(a.activations, a.max_tokens)
     saes = [load_sae(s) for s in a.saes]
     paths = {}
