@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import torch
+
+from sae_fast.io.atomic import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -49,19 +50,6 @@ def record_benchmark():
         _RESULTS[file].append(row)
 
     return record
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by anyone
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _add_speedups(rows: list[dict]) -> None:
@@ -107,5 +95,5 @@ def pytest_sessionfinish(session, exitstatus):
     }
     for name, rows in _RESULTS.items():
         _add_speedups(rows)
-        _atomic_write(RESULTS_DIR / f"{name}.json", json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-        _atomic_write(RESULTS_DIR / f"{name}.md", _markdown(name, meta, rows))
+        atomic_write_text(RESULTS_DIR / f"{name}.json", json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+        atomic_write_text(RESULTS_DIR / f"{name}.md", _markdown(name, meta, rows))

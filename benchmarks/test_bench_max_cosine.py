@@ -9,14 +9,14 @@ The baseline is what one writes by hand: normalise, then for chunks of queries f
 from __future__ import annotations
 
 import json
-import os
 import resource
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from sae_fast.io.atomic import atomic_write_text
 
 from sae_fast.similarity import max_cosine_similarity, normalize_rows
 
@@ -35,14 +35,6 @@ def _dense_chunked(q, k, chunk=4096):
     return torch.cat(vals), torch.cat(idxs)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _record(name, shape, device, benchmark, extra=None):
     stats = benchmark.stats.stats
     m1, m0, d = shape
@@ -53,8 +45,8 @@ def _record(name, shape, device, benchmark, extra=None):
     lines = ["| impl | m1 | m0 | d | device | median s | GFLOP/s |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['impl']} | {r['m1']} | {r['m0']} | {r['d']} | {r['device']} | {r['median_s']:.4f} | "
               f"{r['gflops']:.1f} |" for r in _rows]
-    _atomic_write(RESULTS / "max_cosine.json", json.dumps(_rows, indent=2))
-    _atomic_write(RESULTS / "max_cosine.md", "# max cosine similarity\n\n" + "\n".join(lines) + "\n")
+    atomic_write_text(RESULTS / "max_cosine.json", json.dumps(_rows, indent=2))
+    atomic_write_text(RESULTS / "max_cosine.md", "# max cosine similarity\n\n" + "\n".join(lines) + "\n")
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))

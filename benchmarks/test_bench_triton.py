@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+
+from sae_fast.io.atomic import atomic_write_text
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -32,14 +32,6 @@ N_TOKENS, D_IN = 4096, 768
 D_SAES = [3072, 6144, 12288, 24576, 49152, 98304]
 KS = [16, 32, 64]
 _rows: list[dict] = []
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _record(op: str, impl: str, m: int, k: int, benchmark) -> None:
@@ -66,8 +58,8 @@ def _record(op: str, impl: str, m: int, k: int, benchmark) -> None:
             for r in _rows
         ),
     ]
-    _atomic_write(RESULTS / "triton_kernels.json", json.dumps({**header, "rows": _rows}, indent=2))
-    _atomic_write(RESULTS / "triton_kernels.md", "\n".join(lines) + "\n")
+    atomic_write_text(RESULTS / "triton_kernels.json", json.dumps({**header, "rows": _rows}, indent=2))
+    atomic_write_text(RESULTS / "triton_kernels.md", "\n".join(lines) + "\n")
 
 
 def _timed(fn):

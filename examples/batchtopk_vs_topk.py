@@ -19,14 +19,13 @@ Writes ``batchtopk_vs_topk.json`` and ``batchtopk_vs_topk.png`` under --out.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 from pathlib import Path
 
 import torch
 
 from sae_fast import BatchTopKSAE, JumpReLUSAE, TopKSAE
-from sae_fast.training.checkpoint import atomic_write_bytes
+from sae_fast.io.atomic import atomic_save_figure, atomic_write_bytes
 
 ARCHITECTURES = {"batchtopk": BatchTopKSAE, "topk": TopKSAE}
 
@@ -75,10 +74,8 @@ def plot(results: dict, args, path: Path) -> None:
     for ax in axes[:4]:
         ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from sae_fast.meta import (
     train_meta_sae,
     write_context_page,
 )
-from sae_fast.training.checkpoint import atomic_write_bytes
+from sae_fast.io.atomic import atomic_write_bytes
 
 
 def train_saes_on_smollm2(args, out: Path):

@@ -18,7 +18,7 @@ from sae_fast.synthetic import (
     plot_synthetic_benchmark,
     run_synthetic_benchmark,
 )
-from sae_fast.training.checkpoint import atomic_write_bytes
+from sae_fast.io.atomic import atomic_write_bytes
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_fast.evaluation import EvalResult
-from sae_fast.training.checkpoint import atomic_write_bytes
+from sae_fast.io.atomic import atomic_save_figure, atomic_write_bytes
 
 TABLE_ROWS = (
     ("NMSE (held-out)", "nmse", "{:.4f}"),
@@ -67,7 +67,7 @@ def _plot_training_curves(history: Mapping[str, list[dict[str, Any]]], path: Pat
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -99,7 +99,7 @@ def _plot_l0_histograms(results: Mapping[str, EvalResult], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sae_fast import BatchTopKSAE, TopKSAE
-from sae_fast.activations import ActivationConfig, TextList, activation_rows, tiny_random_model
+from sae_fast.activations import activation_rows, tiny_random_model
 from sae_fast.activations.ce_loss import next_token_loss
 from sae_fast.evaluation import evaluate
 

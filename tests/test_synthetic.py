@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from sae_fast import BatchTopKSAE
 from sae_fast.synthetic import (
     ATOM,
     COMPOSITION,

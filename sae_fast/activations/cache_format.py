@@ -18,12 +18,12 @@ A cache is a directory holding
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sae_fast.io.atomic import atomic_write_bytes
 
 FORMAT_NAME = "sae_fast.activation_cache"
 FORMAT_VERSION = 1
@@ -41,16 +41,7 @@ IDENTITY_FIELDS = (
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     """Atomically replace ``directory/manifest.json`` (temp file in the same directory, then rename)."""
-    fd, temp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(manifest, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, directory / MANIFEST)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(directory / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Replace a whole save directory at once, so a crash mid-save never leaves a half-written SAE.
+"""Atomic writes: nothing a user trained or measured is ever left half-written by a crash.
+
+:func:`atomic_write_bytes` replaces one file. :func:`atomic_directory` replaces a whole save directory at once.
 
 The files of one save (config, weights, state) only make sense together, so they are written into
 a fresh temporary directory beside the target and swapped in by renames: a reader sees either the
@@ -74,3 +76,38 @@ def atomic_directory(target: str | os.PathLike, replaceable: Collection[str]) ->
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
+    """Render a matplotlib figure to PNG in memory, then write it with :func:`atomic_write_bytes`."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **savefig_kwargs)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` of UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -21,7 +21,7 @@ from torch import Tensor
 from sae_fast.meta.decompose import MetaDecomposition
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sparse_codes import SparseCodes
-from sae_fast.training.checkpoint import atomic_write_bytes
+from sae_fast.io.atomic import atomic_write_bytes
 
 
 @dataclass(frozen=True)

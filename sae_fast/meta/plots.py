@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping
 
 from sae_fast.meta.compare import MaxCosineDistribution
 from sae_fast.meta.substitute import SubstitutionResult
-from sae_fast.training.checkpoint import atomic_write_bytes
+from sae_fast.io.atomic import atomic_save_figure
 
 
 def plot_meta_report(
@@ -42,7 +41,5 @@ def plot_meta_report(
                title="decoder replaced, encoder retrained (Fig. 23)")
     fig.suptitle(title)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
+    atomic_save_figure(fig, path, dpi=120)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from sae_fast.io.atomic import atomic_save_figure, atomic_write_bytes
 from sae_fast.stitching.activation_similarity import ActivationDecoderSimilarity
 from sae_fast.stitching.histogram import MaxCosineHistogram, ReconstructionFractionMatrix
 from sae_fast.stitching.interpolation import InterpolationPath
@@ -39,27 +38,11 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_json(obj: Any, path: str | Path, meta: dict | None = None) -> Path:
     path = Path(path)
     payload = {"meta": meta or {}, "result": to_jsonable(obj)}
 
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(payload, f)
-
-    _atomic(path, write)
+    atomic_write_bytes(path, json.dumps(payload).encode())
     return path
 
 
@@ -71,7 +54,7 @@ def _figure(out_dir, stem, result, meta, draw) -> tuple[Path, Path]:
 
     fig, axes = draw(plt)
     png = Path(out_dir) / f"{stem}.png"
-    _atomic(png, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight", format="png"))
+    atomic_save_figure(fig, png, dpi=150, bbox_inches="tight")
     plt.close(fig)
     return png, save_json(result, Path(out_dir) / f"{stem}.json", meta)
 

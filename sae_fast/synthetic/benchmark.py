@@ -9,7 +9,6 @@ that the SAE itself had fused into compositions?
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,7 +22,7 @@ from sae_fast.sae.batch_topk import BatchTopKSAE
 from sae_fast.synthetic.generator import CompositionalConfig, CompositionalGenerator
 from sae_fast.synthetic.scoring import score_dictionary
 from sae_fast.training import TrainConfig, Trainer
-from sae_fast.training.checkpoint import atomic_write_bytes
+from sae_fast.io.atomic import atomic_save_figure
 
 
 @dataclass
@@ -154,7 +153,5 @@ def plot_synthetic_benchmark(report: dict[str, Any], path: str) -> None:
         ax.legend(fontsize=6)
     fig.suptitle(f"synthetic world: {report['n_atoms']} atoms, true L0 {report['expected_l0']:.2f}")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
+    atomic_save_figure(fig, path, dpi=120)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from sae_fast.sae.output import TrainingOutput
-from sae_fast.training.checkpoint import atomic_write_bytes
+from sae_fast.io.atomic import atomic_write_bytes
 
 
 def step_metrics(x: torch.Tensor, output: TrainingOutput, n_dead: int) -> dict[str, float]:
