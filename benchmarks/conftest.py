@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,7 +66,9 @@ def _markdown(name: str, meta: dict, rows: list[dict]) -> str:
     lines = [
         f"# {name}",
         "",
-        f"{meta['date']} · {meta['machine']} · torch {meta['torch']} · {meta['torch_threads']} threads",
+        f"{meta['date']} · {meta['device']} · torch {meta['torch']} · {meta['torch_threads']} CPU threads",
+        "",
+        f"Command: `{meta['command']}`",
         "",
         f"| case | impl | median ms | min ms | tokens/s | speed-up vs baseline |{memory_header}",
         "| --- | --- | ---: | ---: | ---: | ---: |" + (" ---: |" if with_memory else ""),
@@ -85,9 +88,13 @@ def _markdown(name: str, meta: dict, rows: list[dict]) -> str:
 def pytest_sessionfinish(session, exitstatus):
     if not _RESULTS:
         return
+    machine = f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".replace("  ", " ")
     meta = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".replace("  ", " "),
+        "machine": machine,
+        # Where the timed work ran: the GPU when the suite used one, else this CPU.
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else machine,
+        "command": " ".join(["python -m pytest", *sys.argv[1:]]),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -5,6 +5,9 @@
   implementations build their codes).
 - TopK selection: per-row C++ select vs ``torch.topk(dim=1)`` + scatter.
 - Decode: C++ ``sparse_decode`` of the kept entries vs ``codes_dense @ W_dec``.
+- Aux selection: the top-512 of each token among the dead latents. Peers zero the live latents
+  of the dense matrix and run ``torch.topk(dim=1)`` + scatter; C++ ``subset_topk_select`` reads
+  the dead columns in place.
 
 Run: ``make bench`` or ``.venv/bin/python -m pytest benchmarks/test_bench_cpu_ops.py -q``;
 results go to ``benchmarks/results/cpu_ops.{json,md}``.
@@ -101,3 +104,31 @@ def test_bench_decode(benchmark, record_benchmark, impl, n, m):
     record_benchmark(benchmark, file="cpu_ops", case=f"decode n={n} m={m} d={D_MODEL} k={K}", impl=impl,
                      baseline=impl == "torch_dense_matmul", tokens=n, op="sparse_decode", n=n, m=m,
                      d=D_MODEL, k=K)
+
+
+AUX_K = 512
+DEAD_FRACTIONS = (0.05, 0.2)
+
+
+def dense_dead_topk(pre: torch.Tensor, dead: torch.Tensor, k: int) -> torch.Tensor:
+    return dense_topk(pre * dead, k)
+
+
+@pytest.mark.parametrize("dead_fraction", DEAD_FRACTIONS, ids=[f"dead{f}" for f in DEAD_FRACTIONS])
+@pytest.mark.parametrize("impl", ["torch_masked_topk_dense", "cpp_subset_topk_select"])
+def test_bench_aux_select(benchmark, record_benchmark, impl, dead_fraction):
+    n, m = SIZES[-1]
+    pre = pre_activations(n, m)
+    dead = torch.zeros(m, dtype=torch.bool)
+    dead[torch.randperm(m, generator=torch.Generator().manual_seed(3))[: int(m * dead_fraction)]] = True
+    latents = dead.nonzero().flatten()
+    benchmark.group = f"aux select n={n} m={m} dead={dead_fraction}"
+    if impl == "torch_masked_topk_dense":
+        out = run(benchmark, dense_dead_topk, pre, dead, AUX_K)
+        assert int((out > 0).sum()) == n * AUX_K
+    else:
+        codes = run(benchmark, cpu.subset_topk_select, pre, latents, AUX_K)
+        assert codes.nnz == n * AUX_K
+    record_benchmark(benchmark, file="cpu_ops", case=f"aux select n={n} m={m} dead={dead_fraction} aux_k={AUX_K}",
+                     impl=impl, baseline=impl == "torch_masked_topk_dense", tokens=n, op="subset_topk_select",
+                     n=n, m=m, aux_k=AUX_K, dead_fraction=dead_fraction)

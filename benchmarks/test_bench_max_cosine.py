@@ -3,26 +3,19 @@
 The baseline is what one writes by hand: normalise, then for chunks of queries form the full
 ``[chunk, m0]`` product with torch and take ``max``. Run with
 ``.venv/bin/python -m pytest benchmarks/test_bench_max_cosine.py -q``; results go to
-``benchmarks/results/max_cosine.{json,md}`` (atomic writes).
+``benchmarks/results/max_cosine.{json,md}`` (atomic writes, see conftest.py).
 """
 
 from __future__ import annotations
 
-import json
 import resource
-import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from sae_fast.io.atomic import atomic_write_text
-
 from sae_fast.similarity import max_cosine_similarity, normalize_rows
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SHAPES = [(3072, 1536, 768), (12288, 6144, 768), (24576, 12288, 768)]
-_rows: list[dict] = []
 
 
 def _dense_chunked(q, k, chunk=4096):
@@ -35,23 +28,18 @@ def _dense_chunked(q, k, chunk=4096):
     return torch.cat(vals), torch.cat(idxs)
 
 
-def _record(name, shape, device, benchmark, extra=None):
-    stats = benchmark.stats.stats
+def _record(record_benchmark, benchmark, impl, shape, **extra):
     m1, m0, d = shape
-    row = {"impl": name, "m1": m1, "m0": m0, "d": d, "device": device, "median_s": stats.median,
-           "min_s": stats.min, "rounds": stats.rounds, "gflops": 2 * m1 * m0 * d / stats.median / 1e9}
-    row.update(extra or {})
-    _rows.append(row)
-    lines = ["| impl | m1 | m0 | d | device | median s | GFLOP/s |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['impl']} | {r['m1']} | {r['m0']} | {r['d']} | {r['device']} | {r['median_s']:.4f} | "
-              f"{r['gflops']:.1f} |" for r in _rows]
-    atomic_write_text(RESULTS / "max_cosine.json", json.dumps(_rows, indent=2))
-    atomic_write_text(RESULTS / "max_cosine.md", "# max cosine similarity\n\n" + "\n".join(lines) + "\n")
+    record_benchmark(
+        benchmark, file="max_cosine", case=f"max cosine m1={m1} m0={m0} d={d}", impl=impl,
+        baseline=impl in ("dense_chunked", "cublas_chunked"), m1=m1, m0=m0, d=d,
+        gflops=2 * m1 * m0 * d / benchmark.stats.stats.median / 1e9, **extra,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("impl", ["blocked", "dense_chunked"])
-def test_bench_cpu(benchmark, impl, shape):
+def test_bench_cpu(benchmark, record_benchmark, impl, shape):
     m1, m0, d = shape
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(m1, d, generator=g), torch.randn(m0, d, generator=g)
@@ -60,13 +48,14 @@ def test_bench_cpu(benchmark, impl, shape):
     v, i = benchmark.pedantic(fn, rounds=2, iterations=1, warmup_rounds=0)
     rv, ri = _dense_chunked(q, k)
     assert (v - rv).abs().max() < 1e-5 and (i == ri).float().mean() > 0.999
-    _record(impl, shape, "cpu", benchmark, {"peak_rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024})
+    rss_growth_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    _record(record_benchmark, benchmark, impl, shape, peak_rss_growth_mib=rss_growth_mib)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("shape", [(24576, 12288, 768), (98304, 49152, 768)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("impl", ["triton_tf32", "triton_bf16", "triton_exact", "cublas_chunked"])
-def test_bench_cuda(benchmark, impl, shape):
+def test_bench_cuda(benchmark, record_benchmark, impl, shape):
     m1, m0, d = shape
     q, k = torch.randn(m1, d, device="cuda"), torch.randn(m0, d, device="cuda")
     if impl == "triton_bf16":
@@ -85,5 +74,4 @@ def test_bench_cuda(benchmark, impl, shape):
 
     run()
     benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
-    _record(impl, shape, torch.cuda.get_device_name(), benchmark)
-    time.sleep(0)
+    _record(record_benchmark, benchmark, impl, shape)

@@ -9,57 +9,29 @@ Run on a GPU machine with::
 
     .venv/bin/python -m pytest benchmarks/test_bench_triton.py -q
 
-Results go to ``benchmarks/results/triton_kernels.{json,md}`` (atomic writes), with the device
-name, date and command. Skipped without CUDA (CI has no GPU).
+Results go to ``benchmarks/results/triton_kernels.{json,md}`` (atomic writes, see conftest.py),
+with the device name, date, command and the speed-up over the dense row of the same case.
+Skipped without CUDA (CI has no GPU).
 """
 
 from __future__ import annotations
 
-import datetime
-import json
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-from sae_fast.io.atomic import atomic_write_text
-
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-RESULTS = Path(__file__).resolve().parent / "results"
 N_TOKENS, D_IN = 4096, 768
 D_SAES = [3072, 6144, 12288, 24576, 49152, 98304]
 KS = [16, 32, 64]
-_rows: list[dict] = []
+DEAD_FRACTION = 0.05  # dead latents in the aux benchmark: at most 1/8, the fused encoder's compact copy
 
 
-def _record(op: str, impl: str, m: int, k: int, benchmark) -> None:
-    stats = benchmark.stats.stats
-    _rows.append({
-        "op": op, "impl": impl, "n": N_TOKENS, "d_in": D_IN, "d_sae": m, "k": k,
-        "median_ms": stats.median * 1e3, "min_ms": stats.min * 1e3, "rounds": stats.rounds,
-    })  # fmt: skip
-    header = {
-        "device": torch.cuda.get_device_name(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, "-m", "pytest", *sys.argv[1:]]),
-        "torch": torch.__version__,
-    }
-    lines = [
-        "# Triton BatchTopK kernels vs dense torch",
-        "",
-        *(f"- {key}: {value}" for key, value in header.items()),
-        "",
-        "| op | impl | d_sae | k | median ms | min ms |",
-        "|---|---|---|---|---|---|",
-        *(
-            f"| {r['op']} | {r['impl']} | {r['d_sae']} | {r['k']} | {r['median_ms']:.3f} | {r['min_ms']:.3f} |"
-            for r in _rows
-        ),
-    ]
-    atomic_write_text(RESULTS / "triton_kernels.json", json.dumps({**header, "rows": _rows}, indent=2))
-    atomic_write_text(RESULTS / "triton_kernels.md", "\n".join(lines) + "\n")
+def _record(record_benchmark, benchmark, op: str, impl: str, m: int, k: int) -> None:
+    record_benchmark(
+        benchmark, file="triton_kernels", case=f"{op} n={N_TOKENS} m={m} k={k}", impl=impl,
+        baseline=impl == "dense_torch", tokens=N_TOKENS, op=op, n=N_TOKENS, d_in=D_IN, m=m, k=k,
+    )  # fmt: skip
 
 
 def _timed(fn):
@@ -96,7 +68,7 @@ PARAMS = [pytest.param(m, k, id=f"m{m}-k{k}") for m in D_SAES for k in KS]
 
 @pytest.mark.parametrize("impl", ["dense_torch", "triton"])
 @pytest.mark.parametrize("m,k", PARAMS)
-def test_bench_batch_topk_select(benchmark, impl, m, k):
+def test_bench_batch_topk_select(benchmark, record_benchmark, impl, m, k):
     from sae_fast.kernels.select_triton import batch_topk_select
 
     x, W_enc, b_enc, b_dec, _ = _sae(m)
@@ -106,12 +78,12 @@ def test_bench_batch_topk_select(benchmark, impl, m, k):
     out = benchmark.pedantic(_timed(fn), rounds=10, warmup_rounds=2)
     kept = out.count_nonzero() if impl == "dense_torch" else out.nnz
     assert int(kept) == min(k_total, int((pre > 0).sum()))
-    _record("batch_topk_select", impl, m, k, benchmark)
+    _record(record_benchmark, benchmark, "batch_topk_select", impl, m, k)
 
 
 @pytest.mark.parametrize("impl", ["dense_torch", "triton_fused", "triton_unfused"])
 @pytest.mark.parametrize("m,k", PARAMS)
-def test_bench_encode_select(benchmark, impl, m, k):
+def test_bench_encode_select(benchmark, record_benchmark, impl, m, k):
     """Fused = histogram of the top radix digit in the matmul epilogue (which spills registers
     on sm_90 at 128x128 tiles); unfused = plain encoder kernel, then a full radix select."""
     from sae_fast.kernels.encode_select_triton import encode, encode_select
@@ -126,12 +98,12 @@ def test_bench_encode_select(benchmark, impl, m, k):
     else:
         fn = lambda: batch_topk_select(encode(x, W_enc, b_enc, b_dec), k_total)  # noqa: E731
     benchmark.pedantic(_timed(fn), rounds=10, warmup_rounds=2)
-    _record("encode_select", impl, m, k, benchmark)
+    _record(record_benchmark, benchmark, "encode_select", impl, m, k)
 
 
 @pytest.mark.parametrize("impl", ["dense_torch", "triton"])
 @pytest.mark.parametrize("m,k", PARAMS)
-def test_bench_decode_and_grad(benchmark, impl, m, k):
+def test_bench_decode_and_grad(benchmark, record_benchmark, impl, m, k):
     """Forward decode plus the W_dec gradient product: the two O(n * d_sae * d) dense matmuls."""
     from sae_fast.kernels.select_triton import batch_topk_select
     from sae_fast.kernels.sparse_products_triton import sparse_decode, sparse_transpose_matmul
@@ -149,4 +121,33 @@ def test_bench_decode_and_grad(benchmark, impl, m, k):
     dense = codes.to_dense()
     torch.testing.assert_close(x_hat, dense @ W_dec + b_dec, atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(grad_W, dense.T @ grad_out, atol=1e-3, rtol=1e-3)
-    _record("decode+W_dec_grad", impl, m, k, benchmark)
+    _record(record_benchmark, benchmark, "decode+W_dec_grad", impl, m, k)
+
+
+@pytest.mark.parametrize("impl", ["dense_torch", "triton_fused"])
+@pytest.mark.parametrize("m,k", PARAMS)
+def test_bench_encode_select_with_aux(benchmark, record_benchmark, impl, m, k):
+    """Encode, BatchTopK select and the aux loss's top-512 among the dead latents. Dense: mask
+    the live latents of the n x d_sae matrix, then ``torch.topk(dim=1)`` + scatter (peers);
+    fused: the encoder's epilogue copies the dead columns, the per-row select runs on those."""
+    from sae_fast.kernels.encode_select_triton import encode_select
+
+    x, W_enc, b_enc, b_dec, _ = _sae(m)
+    k_total, aux_k = N_TOKENS * k, 512
+    dead = torch.zeros(m, dtype=torch.bool, device="cuda")
+    dead[torch.randperm(m, device="cuda")[: int(m * DEAD_FRACTION)]] = True
+    dead_latents = dead.nonzero().flatten()
+
+    def dense():
+        pre = _dense_encode(x, W_enc, b_enc, b_dec)
+        codes = _dense_batch_topk(pre, k_total)
+        top = (pre * dead).topk(min(aux_k, dead_latents.numel()), dim=1, sorted=False)
+        return codes, torch.zeros_like(pre).scatter_(1, top.indices, top.values)
+
+    def fused():
+        return encode_select(
+            x, W_enc, b_enc, b_dec, k_total=k_total, aux_latents=dead_latents, aux_k=aux_k
+        )[1:]
+
+    benchmark.pedantic(_timed(dense if impl == "dense_torch" else fused), rounds=10, warmup_rounds=2)
+    _record(record_benchmark, benchmark, "encode_select+aux", impl, m, k)

@@ -5,8 +5,12 @@
 // top k and their smallest becomes the new bound. The bound only rises and never exceeds the final
 // cut, so every entry above the cut reaches the buffer, and after the first few hundred entries
 // almost none pass the bound (a predictable branch). Ties at the cut are then admitted in column
-// order, the reference's tie rule.
+// order, the reference's tie rule. With `columns` (the aux loss's dead latents) each row's subset is
+// gathered into a scratch row first, so only those entries are read and no masked copy is made.
 #include <functional>
+#include <optional>
+
+#include <pybind11/stl.h>
 
 #include "common.h"
 
@@ -51,10 +55,31 @@ RowCut row_cut(const float* row, int64_t m, int64_t k, std::vector<float>& buffe
   return result;
 }
 
-py::tuple topk_select(const FloatArray& pre, int64_t k) {
+// Row r restricted to `columns` (all columns when there are none): a pointer into pre, or the
+// gathered entries in `scratch`, so both paths share row_cut and write_above.
+const float* row_entries(const MatrixView& x, int64_t r, const int64_t* columns, int64_t width,
+                         std::vector<float>& scratch) {
+  const float* row = x.data + r * x.cols;
+  if (columns == nullptr) return row;
+  for (int64_t j = 0; j < width; ++j) scratch[j] = row[columns[j]];
+  return scratch.data();
+}
+
+py::tuple topk_select(const FloatArray& pre, int64_t k, std::optional<IndexArray> columns) {
   const MatrixView x = matrix_view(pre, "pre");
   require(k >= 0, "k must be >= 0, got " + std::to_string(k));
-  const int64_t n = x.rows, m = x.cols;
+  const int64_t n = x.rows;
+  const int64_t* cols = nullptr;
+  int64_t m = x.cols;  // entries per row taking part
+  if (columns) {
+    require(columns->ndim() == 1, "columns must be 1-D");
+    cols = columns->data();
+    m = static_cast<int64_t>(columns->shape(0));
+    for (int64_t j = 0; j < m; ++j) {
+      require(cols[j] >= 0 && cols[j] < x.cols && (j == 0 || cols[j] > cols[j - 1]),
+              "columns must be strictly ascending indices in [0, " + std::to_string(x.cols) + ")");
+    }
+  }
   std::vector<int64_t> counts(n, 0);
   std::vector<RowCut> cuts(n);
   if (k > 0 && m > 0) {
@@ -65,24 +90,31 @@ py::tuple topk_select(const FloatArray& pre, int64_t k) {
 #pragma omp parallel if (n * m > kParallelGrain)
     {
       std::vector<float> buffer(capacity);
+      std::vector<float> scratch(cols ? m : 0);
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < n; ++r) {
-        cuts[r] = row_cut(x.data + r * m, m, k, buffer);
+        cuts[r] = row_cut(row_entries(x, r, cols, m, scratch), m, k, buffer);
         counts[r] = cuts[r].count;
       }
     }
   }
   return emit_csr(counts, n * m, [&](int64_t r, int64_t* idx, float* val) {
-    write_above(x.data + r * m, m, cuts[r].cut, cuts[r].ties, idx, val);
+    thread_local std::vector<float> scratch;
+    if (cols) scratch.resize(m);
+    write_above(row_entries(x, r, cols, m, scratch), m, cuts[r].cut, cuts[r].ties, idx, val);
+    if (cols) {
+      for (int64_t j = 0; j < cuts[r].count; ++j) idx[j] = cols[idx[j]];
+    }
   });
 }
 
 }  // namespace
 
 void register_topk_select(py::module_& m) {
-  m.def("topk_select", &topk_select, py::arg("pre"), py::arg("k"),
+  m.def("topk_select", &topk_select, py::arg("pre"), py::arg("k"), py::arg("columns") = py::none(),
         "Keep the k largest positive entries of every row of a float32 [n, m] array (ties: lower "
-        "column). Returns (row_offsets[n+1], latent_indices[nnz], values[nnz]).");
+        "column), considering only `columns` (strictly ascending int64) when given. Returns "
+        "(row_offsets[n+1], latent_indices[nnz], values[nnz]).");
 }
 
 }  // namespace sae_fast

@@ -92,6 +92,32 @@ def test_topk_select_matches_reference(shape, kind):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kind", KINDS)
+def test_subset_topk_select_matches_reference(shape, kind):
+    n, m = shape
+    pre = make_pre(kind, n, m, seed=8)
+    g = torch.Generator().manual_seed(m)
+    for size in sorted({0, 1, m // 3, m}):
+        latents = torch.randperm(m, generator=g)[:size].sort().values
+        for k in sorted({0, 1, 3, size, size + 2}):
+            assert_codes_equal(cpu.subset_topk_select(pre, latents, k), ref_select.subset_topk_select(pre, latents, k))
+
+
+def test_subset_topk_select_in_low_precision_and_bad_input():
+    pre = make_pre("quantized", 33, 70, seed=9, dtype=torch.bfloat16)
+    latents = torch.arange(3, 70, 4)
+    assert_codes_equal(cpu.subset_topk_select(pre, latents, 5), ref_select.subset_topk_select(pre, latents, 5))
+    with pytest.raises(ValueError, match="ascending"):
+        cpu.subset_topk_select(pre, latents.flip(0), 5)
+    with pytest.raises(TypeError, match="int64"):
+        cpu.subset_topk_select(pre, latents.int(), 5)
+    from sae_fast import _C
+
+    with pytest.raises(ValueError, match="ascending"):  # the extension checks raw arrays too
+        _C.topk_select(pre.float().numpy(), 2, latents.flip(0).numpy())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", KINDS)
 def test_threshold_select_matches_reference(shape, kind):
     pre = make_pre(kind, *shape, seed=4)
     g = torch.Generator().manual_seed(5)

@@ -5,7 +5,12 @@ import itertools
 import pytest
 import torch
 
-from sae_fast.kernels.select_reference import batch_topk_select, threshold_select, topk_select
+from sae_fast.kernels.select_reference import (
+    batch_topk_select,
+    subset_topk_select,
+    threshold_select,
+    topk_select,
+)
 
 
 def _kept_by_definition(pre: torch.Tensor, budget: int) -> set[tuple[int, int]]:
@@ -58,3 +63,37 @@ def test_threshold_select_is_strict_and_accepts_per_latent_thresholds():
     assert _pairs(threshold_select(pre, 1.0)) == {(0, 2), (1, 1)}
     per_latent = torch.tensor([0.1, 1.6, 0.1])
     assert _pairs(threshold_select(pre, per_latent)) == {(0, 0), (0, 2), (1, 2)}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_subset_topk_matches_definition_with_ties(seed):
+    """Per row, the k largest positive entries among the subset; ties to the lower column."""
+    g = torch.Generator().manual_seed(seed)
+    n, m, k = 6, 15, 3
+    pre = torch.randint(-1, 4, (n, m), generator=g).float()
+    latents = torch.randperm(m, generator=g)[:7].sort().values
+    codes = subset_topk_select(pre, latents, k)
+    want = set()
+    for i in range(n):
+        ranked = sorted((-float(pre[i, j]), j) for j in latents.tolist() if pre[i, j] > 0)
+        want |= {(i, j) for _, j in ranked[:k]}
+    assert _pairs(codes) == want
+    assert codes.d_sae == m
+    assert torch.equal(codes.values, pre[codes.token_indices(), codes.latent_indices])
+    for i in range(n):  # canonical order survives the relabelling
+        row = codes.latent_indices[codes.row_offsets[i] : codes.row_offsets[i + 1]]
+        assert torch.all(row[1:] > row[:-1])
+
+
+def test_subset_topk_rejects_bad_subsets():
+    pre = torch.rand(3, 5)
+    with pytest.raises(TypeError, match="int64"):
+        subset_topk_select(pre, torch.tensor([0.0, 1.0]), 1)
+    with pytest.raises(TypeError, match="int64"):
+        subset_topk_select(pre, [0, 1], 1)
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        subset_topk_select(pre, torch.tensor([1, 5]), 1)
+    with pytest.raises(ValueError, match="ascending"):
+        subset_topk_select(pre, torch.tensor([3, 1]), 1)
+    with pytest.raises(ValueError, match="ascending"):
+        subset_topk_select(pre, torch.tensor([1, 1]), 1)

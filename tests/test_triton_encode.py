@@ -63,11 +63,32 @@ def test_encode_select_matches_reference(n, m, d, dtype):
         (dict(threshold=0.3), lambda p: ref.threshold_select(p, 0.3)),
     ]
     for kwargs, reference_select in selections:
-        pre, codes = tri.encode_select(x, W_enc, b_enc, b_dec, **kwargs)
+        pre, codes, aux_codes = tri.encode_select(x, W_enc, b_enc, b_dec, **kwargs)
+        assert aux_codes is None
         assert pre.dtype == dtype and pre.shape == (n, m)
         torch.testing.assert_close(pre.float().cpu(), expected_pre, **tol)
         # Selection is exact on the pre the kernel produced (the fused histogram included).
         assert_same_codes(codes, reference_select(pre.cpu()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_aux_selection_matches_reference(dtype):
+    """Few aux latents take the compact epilogue copy, many the in-place gathered select; both
+    must equal subset_topk_select on the returned pre, whatever the main selection rule."""
+    n, m, d = 21, 80, 12
+    x, W_enc, b_enc, b_dec = make_sae_inputs(n, m, d, dtype, seed=5)
+    few = torch.tensor([0, 3, 4, 17, 40, 79])  # 6 <= 80 / 8: compact buffer
+    many = torch.arange(1, m, 2)  # 40 > 80 / 8: gathered in place
+    assert few.numel() * tri.AUX_COMPACT_MAX_SHARE <= m < many.numel() * tri.AUX_COMPACT_MAX_SHARE
+    for latents in (few, many):
+        for rule, aux_k in ((dict(k_total=2 * n), 4), (dict(k=3), latents.numel() + 1), (dict(threshold=0.2), 0)):
+            pre, codes, aux_codes = tri.encode_select(
+                x, W_enc, b_enc, b_dec, **rule, aux_latents=latents.to(DEVICE), aux_k=aux_k
+            )
+            assert_same_codes(aux_codes, ref.subset_topk_select(pre.cpu(), latents, aux_k))
+            assert aux_codes.d_sae == m and aux_codes.values.dtype == dtype
+            main = ref.batch_topk_select if "k_total" in rule else ref.topk_select if "k" in rule else ref.threshold_select
+            assert_same_codes(codes, main(pre.cpu(), next(iter(rule.values()))))
 
 
 def test_fused_histogram_equals_unfused_selection():
@@ -90,3 +111,7 @@ def test_rejects_bad_input():
         tri.encode_select(x, W_enc, b_enc.to(torch.bfloat16), b_dec, k=2)
     with pytest.raises(ValueError, match=">= 0"):
         tri.encode_select(x, W_enc, b_enc, b_dec, k_total=-3)
+    with pytest.raises(ValueError, match="lie in"):
+        tri.encode_select(x, W_enc, b_enc, b_dec, k=2, aux_latents=torch.tensor([8], device=DEVICE), aux_k=1)
+    with pytest.raises(ValueError, match=">= 0"):
+        tri.encode_select(x, W_enc, b_enc, b_dec, k=2, aux_latents=torch.tensor([1], device=DEVICE), aux_k=-1)

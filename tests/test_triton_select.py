@@ -95,6 +95,20 @@ def test_threshold_matches_reference(kind, dtype):
         assert_same_codes(got, ref.threshold_select(pre.cpu(), want_thr))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["sparse", "ties", "raw", "zeros"])
+def test_subset_topk_matches_reference(kind, dtype):
+    n, m = 9, 300  # subsets wider than one column block of the per-row select
+    pre = make_pre(n, m, kind, dtype, seed=11)
+    g = torch.Generator().manual_seed(2)
+    assert tri.subset_topk_select(pre, torch.arange(m, device=DEVICE), 0).nnz == 0
+    for size in (0, 37, m):
+        latents = torch.randperm(m, generator=g)[:size].sort().values
+        for k in (1, size + 3):
+            got = tri.subset_topk_select(pre, latents.to(DEVICE), k)
+            assert_same_codes(got, ref.subset_topk_select(pre.cpu(), latents, k))
+
+
 def test_empty_batch():
     pre = torch.zeros(0, 10, device=DEVICE)
     assert tri.batch_topk_select(pre, 5).nnz == 0
@@ -114,13 +128,15 @@ def test_rejects_bad_input():
         tri.topk_select(pre, 2.5)
     with pytest.raises(ValueError, match="one per latent"):
         tri.threshold_select(pre, torch.rand(7))
+    with pytest.raises(ValueError, match="ascending"):
+        tri.subset_topk_select(pre, torch.tensor([2, 1], device=DEVICE), 1)
 
 
 def test_backend_exposes_every_op():
     assert TRITON_OPS.is_available()
     assert TRITON_OPS.name == "triton"
     for op in (
-        "batch_topk_select", "topk_select", "threshold_select", "sparse_decode",
+        "batch_topk_select", "topk_select", "subset_topk_select", "threshold_select", "sparse_decode",
         "sparse_row_dots", "sparse_transpose_matmul", "encode_select",
     ):  # fmt: skip
         assert callable(getattr(TRITON_OPS, op))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sae_fast.kernels.select_reference import check_latent_subset
 from sae_fast.sparse_codes import SparseCodes
 
 try:
@@ -104,6 +105,17 @@ def topk_select(pre: Tensor, k: int) -> SparseCodes:
     k = _budget(k, "k")
     x = _floats(pre, "pre", 2)
     return _codes_from(pre, _extension().topk_select(x, k))
+
+
+def subset_topk_select(pre: Tensor, latents: Tensor, k: int) -> SparseCodes:
+    """Per row, keep the ``k`` largest positive entries among the columns ``latents`` (ascending int64).
+
+    Reads only those columns, in place: no masked copy of ``pre`` and no pass over the others.
+    """
+    k = _budget(k, "k")
+    x = _floats(pre, "pre", 2)
+    latents = check_latent_subset(_check_tensor(latents, "latents", 1), pre.shape[1], pre.device)
+    return _codes_from(pre, _extension().topk_select(x, k, _indices(latents, "latents")))
 
 
 def threshold_select(pre: Tensor, threshold: Tensor | float) -> SparseCodes:

@@ -1,8 +1,8 @@
-"""Which implementation of the six kernel ops a tensor's device gets.
+"""Which implementation of the seven kernel ops a tensor's device gets.
 
 Every backend exposes the same functions with the signatures of the plain-torch references
-(``batch_topk_select``, ``topk_select``, ``threshold_select``, ``sparse_decode``,
-``sparse_row_dots``, ``sparse_transpose_matmul``), so the autograd Functions never branch on it.
+(``batch_topk_select``, ``topk_select``, ``subset_topk_select``, ``threshold_select``,
+``sparse_decode``, ``sparse_row_dots``, ``sparse_transpose_matmul``), so the autograd Functions never branch on it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ REFERENCE_OPS = SimpleNamespace(
     name="torch",
     batch_topk_select=select_reference.batch_topk_select,
     topk_select=select_reference.topk_select,
+    subset_topk_select=select_reference.subset_topk_select,
     threshold_select=select_reference.threshold_select,
     sparse_decode=sparse_decode_reference.sparse_decode,
     sparse_row_dots=sparse_decode_reference.sparse_row_dots,

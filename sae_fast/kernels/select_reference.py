@@ -39,6 +39,37 @@ def topk_select(pre: Tensor, k: int) -> SparseCodes:
     return SparseCodes.from_mask(pre, _rank_mask(pre, k))
 
 
+def subset_topk_select(pre: Tensor, latents: Tensor, k: int) -> SparseCodes:
+    """Per row, keep the ``k`` largest positive entries among the columns ``latents`` only.
+
+    ``latents`` is a strictly ascending int64 index set (the aux loss passes the dead latents);
+    the result is indexed over all ``d_sae`` columns, so it equals ``topk_select`` of ``pre`` with
+    every other column zeroed, and ties still go to the lower column.
+    """
+    latents = check_latent_subset(latents, pre.shape[1], pre.device)
+    codes = topk_select(pre.index_select(1, latents), k)
+    # Ascending latents keep each row's entries ascending after the relabelling.
+    return SparseCodes(codes.row_offsets, latents[codes.latent_indices], codes.values, pre.shape[1])
+
+
+def check_latent_subset(latents: object, d_sae: int, device: torch.device) -> Tensor:
+    """Validate a column subset for :func:`subset_topk_select`; returns it contiguous."""
+    if not isinstance(latents, Tensor):
+        raise TypeError(f"latents must be an int64 torch.Tensor, got {type(latents).__name__}")
+    if latents.dtype != torch.int64 or latents.dim() != 1:
+        raise TypeError(
+            f"latents must be a 1-D int64 tensor of column indices, got {latents.dtype} of shape "
+            f"{tuple(latents.shape)} (e.g. mask.nonzero().flatten())"
+        )
+    if latents.device != device:
+        raise ValueError(f"latents is on {latents.device} but pre is on {device}")
+    if latents.numel() and (int(latents.min()) < 0 or int(latents.max()) >= d_sae):
+        raise ValueError(f"latents must lie in [0, {d_sae}), got [{int(latents.min())}, {int(latents.max())}]")
+    if latents.numel() > 1 and not bool((latents[1:] > latents[:-1]).all()):
+        raise ValueError("latents must be strictly ascending (sort and deduplicate with torch.unique)")
+    return latents.contiguous()
+
+
 def threshold_select(pre: Tensor, threshold: Tensor | float) -> SparseCodes:
     """JumpReLU selection: keep entries strictly above ``threshold`` (a scalar or one per latent)."""
     threshold = torch.as_tensor(threshold, dtype=pre.dtype, device=pre.device)

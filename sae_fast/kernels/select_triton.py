@@ -27,6 +27,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from sae_fast.kernels.select_reference import check_latent_subset
 from sae_fast.sparse_codes import SparseCodes
 
 DIGIT_BITS = 8
@@ -174,10 +175,22 @@ def _batch_refine_kernel(hist_ptr, state_ptr, SHIFT: tl.constexpr, NUM_BINS: tl.
 
 
 @triton.jit
+def load_columns(row_ptr, columns_ptr, cols, valid, GATHER: tl.constexpr):
+    """Entries ``cols`` of a row, or entries ``columns[cols]`` when GATHER (a column subset).
+
+    Returns ``(values, latent ids)``; ``row_ptr`` may be 1-D (one row) or 2-D (row starts)."""
+    if GATHER:
+        cols = tl.load(columns_ptr + cols, mask=valid, other=0)
+    return tl.load(row_ptr + cols, mask=valid, other=0), cols
+
+
+@triton.jit
 def _scan_rows_kernel(
     pre_ptr,
     n,
-    m,
+    m,  # entries scanned per row: d_sae, or the length of `columns`
+    row_stride,
+    columns_ptr,  # int64 [m]: the column subset; GATHER mode
     cut_ptr,  # int32 key cut per row (stride cut_stride); key mode
     cut_stride,
     thr_ptr,  # float32 threshold per latent (stride thr_stride); threshold mode
@@ -190,13 +203,14 @@ def _scan_rows_kernel(
     value_out_ptr,  # pre.dtype [nnz]; write mode
     BY_THRESHOLD: tl.constexpr,
     WRITE: tl.constexpr,
+    GATHER: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
     """Walk BLOCK_R rows left to right; count kept entries, or write them in ascending latent order."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     row_valid = rows < n
-    row_start = rows.to(tl.int64) * m
+    row_start = rows.to(tl.int64) * row_stride
     cut = tl.load(cut_ptr + rows * cut_stride, mask=row_valid, other=0)
     tie_budget = tl.zeros([BLOCK_R], dtype=tl.int64)
     write_at = tl.zeros([BLOCK_R], dtype=tl.int64)
@@ -209,7 +223,7 @@ def _scan_rows_kernel(
     for start in range(0, m, BLOCK_C):
         cols = start + tl.arange(0, BLOCK_C)
         valid = row_valid[:, None] & (cols < m)[None, :]
-        raw = tl.load(pre_ptr + (row_start[:, None] + cols[None, :]), mask=valid, other=0)
+        raw, latents = load_columns(pre_ptr + row_start[:, None], columns_ptr, cols[None, :], valid, GATHER)
         v = raw.to(tl.float32)
         if BY_THRESHOLD:
             thr = tl.load(thr_ptr + cols * thr_stride, mask=cols < m, other=0)
@@ -226,8 +240,8 @@ def _scan_rows_kernel(
             keep = above | (tie & (tie_rank < tie_budget[:, None]))
             keep_i = keep.to(tl.int32)
             pos = write_at[:, None] + (tl.cumsum(keep_i, 1) - keep_i)
-            cols_2d = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.int64) + cols[None, :]
-            tl.store(latent_out_ptr + pos, cols_2d, mask=keep)
+            latents_2d = tl.zeros([BLOCK_R, BLOCK_C], dtype=tl.int64) + latents
+            tl.store(latent_out_ptr + pos, latents_2d, mask=keep)
             tl.store(value_out_ptr + pos, raw, mask=keep)
             write_at += tl.sum(keep_i, 1)
         n_above += tl.sum(above_i, 1)
@@ -245,9 +259,11 @@ def _scan_rows(
     tie_budget: Tensor | None = None,
     row_offsets: Tensor | None = None,
     nnz: int = 0,
+    columns: Tensor | None = None,
 ):
     """Count mode (``row_offsets is None``): returns ``(n_above, n_ties)`` int32 ``[n]``.
-    Write mode: returns ``(latent_indices, values)`` of length ``nnz`` in canonical CSR order."""
+    Write mode: returns ``(latent_indices, values)`` of length ``nnz`` in canonical CSR order.
+    With ``columns`` only those columns of ``pre`` take part."""
     n, m = pre.shape
     dev = pre.device
     dummy_i32 = torch.zeros(1, dtype=torch.int32, device=dev)
@@ -265,7 +281,9 @@ def _scan_rows(
     _scan_rows_kernel[(triton.cdiv(n, _SCAN_ROWS),)](
         pre,
         n,
+        m if columns is None else columns.numel(),
         m,
+        columns if columns is not None else dummy_i64,
         cut if cut is not None else dummy_i32,
         0 if cut is None or cut.numel() == 1 else 1,
         threshold if by_threshold else dummy_f32,
@@ -278,6 +296,7 @@ def _scan_rows(
         b if write else pre,
         BY_THRESHOLD=by_threshold,
         WRITE=write,
+        GATHER=columns is not None,
         BLOCK_R=_SCAN_ROWS,
         BLOCK_C=_SCAN_COLS,
     )
@@ -291,14 +310,16 @@ def _codes_from_counts(
     cut: Tensor | None = None,
     threshold: Tensor | None = None,
     tie_budget: Tensor | None = None,
+    columns: Tensor | None = None,
 ) -> SparseCodes:
     n, m = pre.shape
     row_offsets = torch.zeros(n + 1, dtype=torch.int64, device=pre.device)
     torch.cumsum(counts, dim=0, out=row_offsets[1:])
     nnz = int(row_offsets[-1].item())  # the one host sync: the output size
     latents, values = _scan_rows(
-        pre, cut=cut, threshold=threshold, tie_budget=tie_budget, row_offsets=row_offsets, nnz=nnz
-    )
+        pre, cut=cut, threshold=threshold, tie_budget=tie_budget, row_offsets=row_offsets, nnz=nnz,
+        columns=columns,
+    )  # fmt: skip
     return SparseCodes(row_offsets, latents, values, m)
 
 
@@ -357,37 +378,41 @@ def batch_topk_select_with_histogram(
 
 
 @triton.jit
-def _row_radix_pass(row_ptr, m, prefix, rank, SHIFT: tl.constexpr, BLOCK: tl.constexpr):
+def _row_radix_pass(
+    row_ptr, columns_ptr, m, prefix, rank, SHIFT: tl.constexpr, GATHER: tl.constexpr, BLOCK: tl.constexpr
+):  # fmt: skip
     hist = tl.zeros([256], dtype=tl.int32)
     for start in range(0, m, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         valid = cols < m
-        key = positive_key(tl.load(row_ptr + cols, mask=valid, other=0).to(tl.float32))
-        hist += digit_histogram(key, valid, prefix, SHIFT, 256)
+        v, _ = load_columns(row_ptr, columns_ptr, cols, valid, GATHER)
+        hist += digit_histogram(positive_key(v.to(tl.float32)), valid, prefix, SHIFT, 256)
     return refine_prefix(hist, prefix, rank, SHIFT, 256)
 
 
 @triton.jit
 def _row_topk_cut_kernel(
-    pre_ptr, m, k, cut_ptr, tie_budget_ptr, count_ptr, BLOCK: tl.constexpr
-):
+    pre_ptr, m, row_stride, columns_ptr, k, cut_ptr, tie_budget_ptr, count_ptr,
+    GATHER: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
     """Per row: the key of its k-th largest entry, how many entries equal to it are kept, and the
-    row's kept count (k, or the number of positives if there are fewer)."""
+    row's kept count (k, or the number of positives if there are fewer). ``m`` entries take part:
+    the whole row, or the columns listed at ``columns_ptr`` when GATHER."""
     row = tl.program_id(0)
-    row_ptr = pre_ptr + row.to(tl.int64) * m
+    row_ptr = pre_ptr + row.to(tl.int64) * row_stride
     # Scalars derived from `row` so they are tensors of a fixed type from the start (k == 1 is
     # specialised to a constexpr by Triton).
     n_positive = row * 0
     for start in range(0, m, BLOCK):
         cols = start + tl.arange(0, BLOCK)
-        v = tl.load(row_ptr + cols, mask=cols < m, other=0).to(tl.float32)
-        n_positive += tl.sum((v > 0).to(tl.int32), 0)
+        v, _ = load_columns(row_ptr, columns_ptr, cols, cols < m, GATHER)
+        n_positive += tl.sum((v.to(tl.float32) > 0).to(tl.int32), 0)
     prefix = row * 0
     rank = row.to(tl.int64) * 0 + k
-    prefix, rank = _row_radix_pass(row_ptr, m, prefix, rank, 24, BLOCK)
-    prefix, rank = _row_radix_pass(row_ptr, m, prefix, rank, 16, BLOCK)
-    prefix, rank = _row_radix_pass(row_ptr, m, prefix, rank, 8, BLOCK)
-    prefix, rank = _row_radix_pass(row_ptr, m, prefix, rank, 0, BLOCK)
+    prefix, rank = _row_radix_pass(row_ptr, columns_ptr, m, prefix, rank, 24, GATHER, BLOCK)
+    prefix, rank = _row_radix_pass(row_ptr, columns_ptr, m, prefix, rank, 16, GATHER, BLOCK)
+    prefix, rank = _row_radix_pass(row_ptr, columns_ptr, m, prefix, rank, 8, GATHER, BLOCK)
+    prefix, rank = _row_radix_pass(row_ptr, columns_ptr, m, prefix, rank, 0, GATHER, BLOCK)
     tl.store(cut_ptr + row, prefix)
     tl.store(tie_budget_ptr + row, tl.where(prefix > 0, rank, 0))
     tl.store(count_ptr + row, tl.where(prefix > 0, k, n_positive.to(tl.int64)))
@@ -396,16 +421,31 @@ def _row_topk_cut_kernel(
 def topk_select(pre: Tensor, k: int) -> SparseCodes:
     """Keep the ``k`` largest strictly positive entries of every row of ``pre [n, d_sae]``."""
     pre = _check_pre(pre)
-    k = check_budget("k", k)
+    return _row_topk(pre, check_budget("k", k), None)
+
+
+def subset_topk_select(pre: Tensor, latents: Tensor, k: int) -> SparseCodes:
+    """Per row, keep the ``k`` largest positive entries among the columns ``latents`` (ascending
+    int64), reading those columns in place: no masked copy of ``pre``, no pass over the others."""
+    pre = _check_pre(pre)
+    latents = check_latent_subset(latents, pre.shape[1], pre.device)
+    return _row_topk(pre, check_budget("k", k), latents)
+
+
+def _row_topk(pre: Tensor, k: int, columns: Tensor | None) -> SparseCodes:
     n, m = pre.shape
-    if k == 0 or pre.numel() == 0:
+    width = m if columns is None else columns.numel()
+    if k == 0 or n == 0 or width == 0:
         return _empty_codes(pre)
-    k = min(k, m)
+    k = min(k, width)
     cut = torch.empty(n, dtype=torch.int32, device=pre.device)
     tie_budget = torch.empty(n, dtype=torch.int64, device=pre.device)
     counts = torch.empty(n, dtype=torch.int64, device=pre.device)
-    _row_topk_cut_kernel[(n,)](pre, m, k, cut, tie_budget, counts, BLOCK=_ROW_SELECT_COLS)
-    return _codes_from_counts(pre, counts, cut=cut, tie_budget=tie_budget)
+    _row_topk_cut_kernel[(n,)](
+        pre, width, m, columns if columns is not None else counts, k, cut, tie_budget, counts,
+        GATHER=columns is not None, BLOCK=_ROW_SELECT_COLS,
+    )  # fmt: skip
+    return _codes_from_counts(pre, counts, cut=cut, tie_budget=tie_budget, columns=columns)
 
 
 def threshold_select(pre: Tensor, threshold: Tensor | float) -> SparseCodes:

@@ -19,6 +19,7 @@ import torch
 _OP_MODULES = {
     "batch_topk_select": "select_triton",
     "topk_select": "select_triton",
+    "subset_topk_select": "select_triton",
     "threshold_select": "select_triton",
     "sparse_decode": "sparse_products_triton",
     "sparse_row_dots": "sparse_products_triton",

@@ -49,16 +49,14 @@ class KSparseSAE(SparseAutoencoder):
             return ops.topk_select(pre, value)
         return ops.threshold_select(pre, value)
 
-    def _aux_codes(self, pre: Tensor, ops, *, in_place: bool) -> SparseCodes | None:
-        """Top-``aux_k`` dead-latent pre-activations per token, or None when the aux term is off."""
+    def _aux_selection(self) -> tuple[Tensor, int] | None:
+        """``(dead latents, aux budget)`` for this step, or None when the aux term is off."""
         if self.aux_coefficient == 0:
             return None
-        dead = self.dead_latent_mask()
-        n_dead = int(dead.sum())
-        if n_dead == 0:
+        dead = self.dead_latent_mask().nonzero().flatten()
+        if dead.numel() == 0:
             return None
-        masked = pre.mul_(dead) if in_place else pre * dead
-        return ops.topk_select(masked, min(self.aux_k, n_dead))
+        return dead, min(self.aux_k, dead.numel())
 
     def _aux_loss(self, residual: Tensor, e_hat: Tensor) -> Tensor:
         return self.aux_coefficient * (e_hat - residual).pow(2).mean()
@@ -77,8 +75,11 @@ class KSparseSAE(SparseAutoencoder):
         codes = self.select(pre.detach(), REFERENCE_OPS)
         x_hat = (pre * self._mask(codes)) @ self.W_dec + self.b_dec
         aux = None
-        aux_codes = self._aux_codes(pre.detach(), REFERENCE_OPS, in_place=False)
-        if aux_codes is not None:
+        aux_selection = self._aux_selection()
+        if aux_selection is not None:
+            # Peers mask the live latents to zero and take a per-token top-k of the whole matrix.
+            dead_only = pre.detach() * self.dead_latent_mask()
+            aux_codes = REFERENCE_OPS.topk_select(dead_only, aux_selection[1])
             e_hat = (pre * self._mask(aux_codes)) @ self.W_dec
             aux = self._aux_loss((x_tokens - x_hat).detach(), e_hat)
         return self._output(x_tokens, x_hat, codes, aux=aux)
@@ -86,16 +87,21 @@ class KSparseSAE(SparseAutoencoder):
     def _sparse_pass(self, x_tokens: Tensor, ops) -> TrainingOutput:
         """Only the encoder product is dense; everything after it costs in proportion to n * k."""
         with torch.no_grad():
+            aux_selection = self._aux_selection()
+            aux_codes = None
             if hasattr(ops, "encode_select"):
-                pre, codes = ops.encode_select(
-                    x_tokens, self.W_enc, self.b_enc, self.b_dec, **self._selection(x_tokens.shape[0])
-                )
+                # The dead latents' top-k is fused into the encoder (see encode_select_triton).
+                aux_args = {} if aux_selection is None else dict(zip(("aux_latents", "aux_k"), aux_selection))
+                # [1:] drops the dense pre at once: nothing after the selection reads it.
+                codes, aux_codes = ops.encode_select(
+                    x_tokens, self.W_enc, self.b_enc, self.b_dec, **self._selection(x_tokens.shape[0]), **aux_args
+                )[1:]
             else:
                 pre = self._pre_activations_inplace(x_tokens)
                 codes = self.select(pre, ops)
-            # The aux selection may overwrite pre: the kept values already live in `codes`.
-            aux_codes = self._aux_codes(pre, ops, in_place=True)
-            del pre
+                if aux_selection is not None:
+                    aux_codes = ops.subset_topk_select(pre, *aux_selection)
+                del pre
         x_hat = self._sparse_reconstruction(x_tokens, codes, ops)
         aux = None
         if aux_codes is not None:
