@@ -15,33 +15,42 @@ from sae_fast.sparse_codes import SparseCodes
 
 
 class KeptEncoderValues(torch.autograd.Function):
-    """``relu(x_c @ W_enc + b_enc)`` at the kept entries, differentiable w.r.t. x_c, W_enc, b_enc.
+    """``relu((x - b_dec) @ W_enc + b_enc)`` at the kept entries, differentiable w.r.t. x, b_dec,
+    W_enc and b_enc.
 
     The values themselves come from the (no-grad) dense product that selection needed anyway;
     relu's derivative is 1 at every kept entry because only positive entries are ever kept.
     """
 
     @staticmethod
-    def forward(ctx, values: Tensor, x_c: Tensor, W_enc: Tensor, b_enc: Tensor, codes: SparseCodes, ops):
-        ctx.save_for_backward(x_c, W_enc)
+    def forward(ctx, values: Tensor, x: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor, codes: SparseCodes, ops):
+        ctx.save_for_backward(x, b_dec, W_enc)
         ctx.codes, ctx.ops = codes, ops
         return values.clone()
 
     @staticmethod
     def backward(ctx, grad_values: Tensor):
-        x_c, W_enc = ctx.saved_tensors
+        x, b_dec, W_enc = ctx.saved_tensors
         codes = ctx.codes.with_values(grad_values.contiguous())
         ops = ctx.ops
-        grad_x_c = grad_W_enc = grad_b_enc = None
-        if ctx.needs_input_grad[1]:
-            # d x_c[i] = sum_j g_j W_enc[:, l_j]: a sparse decode against the encoder's columns.
-            grad_x_c = ops.sparse_decode(codes, W_enc.t().contiguous())
-        if ctx.needs_input_grad[2]:
-            grad_W_enc = ops.sparse_transpose_matmul(codes, x_c).t()
-        if ctx.needs_input_grad[3]:
-            grad_b_enc = torch.zeros(codes.d_sae, dtype=grad_values.dtype, device=grad_values.device)
-            grad_b_enc.index_add_(0, codes.latent_indices, grad_values)
-        return None, grad_x_c, grad_W_enc, grad_b_enc, None, None
+        need_x, need_b_dec, need_W_enc, need_b_enc = ctx.needs_input_grad[1:5]
+        grad_x = grad_b_dec = grad_W_enc = grad_b_enc = None
+        if need_b_enc or need_b_dec:
+            # s[l] = sum of the gradients of latent l's kept entries: d loss / d b_enc.
+            latent_sums = torch.zeros(codes.d_sae, dtype=grad_values.dtype, device=grad_values.device)
+            latent_sums.index_add_(0, codes.latent_indices, grad_values)
+            grad_b_enc = latent_sums if need_b_enc else None
+            # sum_i d x_c[i] = W_enc @ s: a mat-vec, where summing the per-token gradients would
+            # need an n x d sparse decode against a transposed copy of W_enc.
+            grad_b_dec = -(W_enc @ latent_sums) if need_b_dec else None
+        if need_x:
+            # d x[i] = sum_j g_j W_enc[:, l_j]: a sparse decode against the encoder's columns.
+            grad_x = ops.sparse_decode(codes, W_enc.t().contiguous())
+        if need_W_enc:
+            # Made contiguous like W_enc: Adam's elementwise passes over a transposed gradient
+            # cost about 5x more than this one copy (measured on CPU at d=768, m=24576).
+            grad_W_enc = ops.sparse_transpose_matmul(codes, x - b_dec).t().contiguous()
+        return None, grad_x, grad_b_dec, grad_W_enc, grad_b_enc, None, None
 
 
 class SparseDecode(torch.autograd.Function):
@@ -65,9 +74,11 @@ class SparseDecode(torch.autograd.Function):
         return grad_values, grad_W_dec, grad_b_dec, None, None
 
 
-def kept_encoder_values(codes: SparseCodes, x_c: Tensor, W_enc: Tensor, b_enc: Tensor, ops) -> Tensor:
+def kept_encoder_values(
+    codes: SparseCodes, x: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor, ops
+) -> Tensor:  # fmt: skip
     """Differentiable values of the kept encoder entries (``codes.values`` must hold them, detached)."""
-    return KeptEncoderValues.apply(codes.values, x_c, W_enc, b_enc, codes, ops)
+    return KeptEncoderValues.apply(codes.values, x, b_dec, W_enc, b_enc, codes, ops)
 
 
 def sparse_decode(codes: SparseCodes, W_dec: Tensor, b_dec: Tensor | None, ops) -> Tensor:

@@ -12,9 +12,10 @@ BACKENDS = ["torch", "cpp", "triton"]
 def _run(cls, backend, x, dead_every=3, **kw):
     sae = cls(x.shape[-1], 40, k=3, seed=0, backend=backend, dead_tokens_threshold=5, aux_k=6, **kw)
     sae.tokens_since_fired[::dead_every] = 10  # some latents dead: exercises the aux path
+    x = x.clone().requires_grad_()  # the input gradient has its own backward path
     out = sae.training_loss(x)
     out.loss.backward()
-    return sae, out
+    return sae, out, x.grad
 
 
 # dead_every=3: a third of the latents dead; 10: few enough that Triton's fused encoder copies
@@ -25,8 +26,9 @@ def test_training_step_matches_dense_reference(cls, dead_every, backend):
     if backend == "cpp" and not cpu.is_available():
         pytest.fail("the C++ extension sae_fast._C is not built; run `pip install -e .`")
     x = torch.randn(2, 9, 8)  # 18 tokens: not a multiple of any block
-    ref_sae, ref = _run(cls, "dense", x, dead_every)
-    sae, out = _run(cls, backend, x, dead_every)
+    ref_sae, ref, ref_x_grad = _run(cls, "dense", x, dead_every)
+    sae, out, x_grad = _run(cls, backend, x, dead_every)
+    assert torch.allclose(x_grad, ref_x_grad, atol=1e-6)
     assert out.aux_loss > 0
     assert torch.equal(out.codes.row_offsets, ref.codes.row_offsets)
     assert torch.equal(out.codes.latent_indices, ref.codes.latent_indices)

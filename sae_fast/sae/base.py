@@ -200,7 +200,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     def _sparse_reconstruction(self, x_tokens: Tensor, codes: SparseCodes, ops, with_bias: bool = True) -> Tensor:
         """Differentiable ``x_hat`` from detached kept codes, touching only the kept entries."""
-        values = kept_encoder_values(codes, x_tokens - self.b_dec, self.W_enc, self.b_enc, ops)
+        values = kept_encoder_values(codes, x_tokens, self.b_dec, self.W_enc, self.b_enc, ops)
         return sparse_decode(codes.with_values(values), self.W_dec, self.b_dec if with_bias else None, ops)
 
     def _mask(self, codes: SparseCodes) -> Tensor:
