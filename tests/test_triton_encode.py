@@ -79,7 +79,7 @@ def test_fused_aux_selection_matches_reference(dtype):
     x, W_enc, b_enc, b_dec = make_sae_inputs(n, m, d, dtype, seed=5)
     few = torch.tensor([0, 3, 4, 17, 40, 79])  # 6 <= 80 / 8: compact buffer
     many = torch.arange(1, m, 2)  # 40 > 80 / 8: gathered in place
-    assert few.numel() * tri.AUX_COMPACT_MAX_SHARE <= m < many.numel() * tri.AUX_COMPACT_MAX_SHARE
+    assert few.numel() <= m * tri.AUX_COMPACT_MAX_FRACTION < many.numel()
     for latents in (few, many):
         for rule, aux_k in ((dict(k_total=2 * n), 4), (dict(k=3), latents.numel() + 1), (dict(threshold=0.2), 0)):
             pre, codes, aux_codes = tri.encode_select(

@@ -40,8 +40,8 @@ from sae_fast.kernels.select_triton import (
 )
 from sae_fast.sparse_codes import SparseCodes
 
-AUX_COMPACT_MAX_SHARE = 8
-"""The epilogue copies aux columns only while they are at most 1/AUX_COMPACT_MAX_SHARE of d_sae,
+AUX_COMPACT_MAX_FRACTION = 1 / 8
+"""The epilogue copies aux columns only while they are at most this fraction of d_sae,
 so a step's memory stays one ``n x d_sae`` buffer plus at most an eighth of one."""
 
 # The interpreter (triton 3.9) multiplies 16-bit floats as raw integers in tl.dot, so there the
@@ -225,7 +225,7 @@ def encode_select(
     compact_aux = None
     if aux_latents is not None:
         aux_latents = check_latent_subset(aux_latents, W_enc.shape[-1], x.device)
-        if aux_latents.numel() * AUX_COMPACT_MAX_SHARE <= W_enc.shape[-1]:
+        if aux_latents.numel() <= W_enc.shape[-1] * AUX_COMPACT_MAX_FRACTION:
             compact_aux = aux_latents
     hist = None
     if k_total is not None:
