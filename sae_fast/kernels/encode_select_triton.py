@@ -34,7 +34,7 @@ from sae_fast.kernels.select_triton import (
     digit_histogram,
     interpreting,
     positive_key,
-    subset_topk_select,
+    row_topk,
     threshold_select,
     topk_select,
 )
@@ -244,6 +244,6 @@ def encode_select(
         del aux_pre
         # Ascending aux_latents keep every row's entries ascending after the relabelling.
         aux_codes = SparseCodes(compact.row_offsets, aux_latents[compact.latent_indices], compact.values, pre.shape[1])
-    elif aux_latents is not None:
-        aux_codes = subset_topk_select(pre, aux_latents, aux_k)
+    elif aux_latents is not None:  # validated above: skip subset_topk_select's second check
+        aux_codes = row_topk(pre, aux_k, aux_latents)
     return EncodedBatch(pre, codes, aux_codes)

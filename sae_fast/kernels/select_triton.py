@@ -421,7 +421,7 @@ def _row_topk_cut_kernel(
 def topk_select(pre: Tensor, k: int) -> SparseCodes:
     """Keep the ``k`` largest strictly positive entries of every row of ``pre [n, d_sae]``."""
     pre = _check_pre(pre)
-    return _row_topk(pre, check_budget("k", k), None)
+    return row_topk(pre, check_budget("k", k), None)
 
 
 def subset_topk_select(pre: Tensor, latents: Tensor, k: int) -> SparseCodes:
@@ -429,10 +429,11 @@ def subset_topk_select(pre: Tensor, latents: Tensor, k: int) -> SparseCodes:
     int64), reading those columns in place: no masked copy of ``pre``, no pass over the others."""
     pre = _check_pre(pre)
     latents = check_latent_subset(latents, pre.shape[1], pre.device)
-    return _row_topk(pre, check_budget("k", k), latents)
+    return row_topk(pre, check_budget("k", k), latents)
 
 
-def _row_topk(pre: Tensor, k: int, columns: Tensor | None) -> SparseCodes:
+def row_topk(pre: Tensor, k: int, columns: Tensor | None) -> SparseCodes:
+    """Per-row top-k of a contiguous ``pre``, over ``columns`` when given (inputs already checked)."""
     n, m = pre.shape
     width = m if columns is None else columns.numel()
     if k == 0 or n == 0 or width == 0:
