@@ -482,10 +482,15 @@ def test_unknown_architecture_and_unsupported_preprocessing(tmp_path):
     write_saelens(tmp_path / "gated", saelens_cfg("gated"), saelens_tensors("standard"))
     with pytest.raises(ValueError, match=r"'gated' is not supported.*standard"):
         load_pretrained(tmp_path / "gated")
-    cfg = saelens_cfg("standard", normalize_activations="expected_average_only_in")
+    cfg = saelens_cfg("standard", normalize_activations="constant_norm_rescale")
     write_saelens(tmp_path / "norm", cfg, saelens_tensors("standard"))
     with pytest.raises(ValueError, match="normalize_activations"):
         load_pretrained(tmp_path / "norm")
+    # SAELens applies no run-time scaling for this value (its trainer folds it), so neither do we.
+    cfg = saelens_cfg("standard", normalize_activations="expected_average_only_in")
+    write_saelens(tmp_path / "folded", cfg, saelens_tensors("standard"))
+    with pytest.warns(UserWarning, match="expected_average_only_in"):
+        assert load_pretrained(tmp_path / "folded").normalize_activations == "none"
 
     path = save_pretrained(make_trained_like(ReLUSAE), tmp_path / "ours")
     cfg = json.loads((path / "cfg.json").read_text())

@@ -39,13 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 D = 24
 
 
-def _pair(dtype=torch.float64, arch="topk"):
+def _pair(dtype=torch.float64, arch="topk", normalize="none"):
     """A small SAE and a larger one sharing perturbed copies of some directions (so there are groups)."""
     g = torch.Generator().manual_seed(0)
+    norm = {"dtype": dtype, "normalize_activations": normalize}
     if arch == "topk":
-        small, large = TopKSAE(D, 40, 4, seed=1, dtype=dtype), TopKSAE(D, 80, 5, seed=2, dtype=dtype)
+        small, large = TopKSAE(D, 40, 4, seed=1, **norm), TopKSAE(D, 80, 5, seed=2, **norm)
     else:
-        small, large = BatchTopKSAE(D, 40, 4, seed=1, dtype=dtype), BatchTopKSAE(D, 80, 5, seed=2, dtype=dtype)
+        small, large = BatchTopKSAE(D, 40, 4, seed=1, **norm), BatchTopKSAE(D, 80, 5, seed=2, **norm)
         small.set_threshold(0.05)
         large.set_threshold(0.05)
     with torch.no_grad():
@@ -192,8 +193,10 @@ def test_stitched_matches_equation_5():
 
 # ---------------------------------------------------------------- incremental interpolation
 @torch.no_grad()
-def test_interpolation_path_equals_recomputation_at_every_step():
-    small, large, x = _pair()
+@pytest.mark.parametrize("normalize", ["none", "layer_norm"])
+def test_interpolation_path_equals_recomputation_at_every_step(normalize):
+    small, large, x = _pair(normalize=normalize)
+    target = small.normalize_inputs(x)  # stitching measures MSE in the SAEs' shared normalised space
     config = StitchingConfig(threshold=0.7, novel_order="random", group_order="random", remove_unmatched_small=True)
     groups = find_swap_groups(small, large, config.threshold)
     path = interpolation_path(small, large, x, config, groups=groups)
@@ -213,7 +216,7 @@ def test_interpolation_path_equals_recomputation_at_every_step():
         i0, i1 = sorted(L0), sorted(L1)
         a = len(i0) / (len(i0) + len(i1))
         x_hat = (a * small.b_dec + (1 - a) * large.b_dec + f0[:, i0] @ small.W_dec[i0] + f1[:, i1] @ large.W_dec[i1])
-        mse = float((x_hat - x).pow(2).mean())
+        mse = float((x_hat - target).pow(2).mean())
         l0 = (int((f0[:, i0] > 0).sum()) + int((f1[:, i1] > 0).sum())) / x.shape[0]
         assert path.n_features[step] == len(i0) + len(i1)
         assert path.mse[step] == pytest.approx(mse, rel=1e-10, abs=1e-12), step

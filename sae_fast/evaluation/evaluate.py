@@ -27,6 +27,8 @@ class EvalResult:
     n_tokens: int
     nmse: float
     fraction_variance_explained: float
+    normalized_mse: float
+    """Mean squared error per token and dimension in the SAE's normalised space (what training minimises)."""
     mean_l0: float
     l0_histogram: list[int]
     """``l0_histogram[j]``: evaluation tokens with exactly ``j`` active latents."""
@@ -158,6 +160,7 @@ def evaluate(
         n_dead = int((~accumulator.fired).sum())
         result = EvalResult(
             n_tokens=accumulator.n_tokens, nmse=nmse, fraction_variance_explained=1.0 - nmse,
+            normalized_mse=accumulator.normalized_mse(),
             mean_l0=accumulator.mean_l0(), l0_histogram=accumulator.l0_counts.tolist(), n_dead=n_dead,
             dead_fraction=n_dead / sae.d_sae, d_sae=sae.d_sae, architecture=sae.architecture,
         )

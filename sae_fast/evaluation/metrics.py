@@ -6,6 +6,9 @@ Over all ``N`` evaluation tokens ``x_t`` with reconstructions ``x_hat_t`` and ac
 - ``NMSE = sum_t ||x_t - x_hat_t||^2 / sum_t ||x_t - mean(x)||^2`` where ``mean(x)`` is the mean
   over the evaluation tokens (so predicting the mean scores 1);
 - fraction of variance explained ``FVE = 1 - NMSE``;
+- ``normalized MSE``: the mean over tokens and dimensions of the squared error in the SAE's
+  normalised space (the paper's "normalised MSE", what training minimises; the plain MSE when the
+  SAE does not normalise its inputs);
 - ``mean L0 = (1/N) sum_t L0_t`` and the histogram ``h[j] = #{t : L0_t = j}`` (paper Fig. 9);
 - dead fraction: latents active on *no* evaluation token, over ``d_sae``.
 
@@ -29,6 +32,7 @@ class ReconstructionAccumulator:
         self.sae = sae
         self.n_tokens = 0
         self.error_sum = 0.0
+        self.normalized_error_sum = 0.0
         self.shift: Tensor | None = None
         self.shifted_sum: Tensor | None = None
         self.shifted_sq_sum = 0.0
@@ -39,11 +43,12 @@ class ReconstructionAccumulator:
     def add(self, x: Tensor) -> None:
         sae = self.sae
         x = x.to(sae.device).reshape(-1, sae.d_in)
-        codes = sae.encode_sparse(x)
-        # One encoder pass for both the codes and the reconstruction (sae(x) would encode again).
-        x_hat = sae.decode_sparse(codes)
+        # One encoder pass for the codes and the reconstruction in both spaces.
+        result = sae.reconstruct(x)
+        codes = result.codes
         x64 = x.double()
-        self.error_sum += float((x64 - x_hat.double()).pow(2).sum())
+        self.error_sum += float((x64 - result.x_hat.double()).pow(2).sum())
+        self.normalized_error_sum += float((result.normalized_x.double() - result.normalized_x_hat.double()).pow(2).sum())
         if self.shift is None:
             self.shift = x64.mean(dim=0)
             self.shifted_sum = torch.zeros_like(self.shift)
@@ -72,6 +77,9 @@ class ReconstructionAccumulator:
     def nmse(self) -> float:
         variance = self.total_variance
         return self.error_sum / variance if variance > 0 else float("nan")
+
+    def normalized_mse(self) -> float:
+        return self.normalized_error_sum / (self.n_tokens * self.sae.d_in)
 
     def mean_l0(self) -> float:
         levels = torch.arange(self.l0_counts.numel(), dtype=torch.float64)

@@ -67,6 +67,19 @@ def fold_decoder_norms(W_enc: Tensor, b_enc: Tensor, W_dec: Tensor) -> tuple[Ten
     )
 
 
+def fold_activation_scale(tensors: dict[str, Tensor], scale: float) -> dict[str, Tensor]:
+    """``W_enc``, ``W_dec``, ``b_dec`` of an SAE that sees ``x`` instead of ``scale · x`` (SAELens's fold).
+
+    ``pre = (s·x - b_dec) @ W_enc + b_enc = (x - b_dec/s) @ (s·W_enc) + b_enc`` and the
+    reconstruction ``(f @ W_dec + b_dec) / s = f @ (W_dec/s) + b_dec/s``, so codes and outputs agree.
+    """
+    return {
+        "W_enc": (tensors["W_enc"].double() * scale).to(tensors["W_enc"].dtype),
+        "W_dec": (tensors["W_dec"].double() / scale).to(tensors["W_dec"].dtype),
+        "b_dec": (tensors["b_dec"].double() / scale).to(tensors["b_dec"].dtype),
+    }
+
+
 def build_sae(
     cls: type[SparseAutoencoder],
     state: dict[str, Tensor],

@@ -65,10 +65,12 @@ def save_pretrained(
         raise ValueError(f"metadata must hold only JSON-able values (str, numbers, lists, dicts): {error}") from None
 
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in sae.state_dict().items()}
+    # Everything the SAELens file does not hold verbatim (buffers, and weights SAELens's format folded).
     extra = {
         name: tensor
         for name, tensor in state.items()
         if name not in weights or weights[name].shape != tensor.shape or weights[name].dtype != tensor.dtype
+        or not torch.equal(weights[name], tensor)
     }
     directory = Path(directory)
     with atomic_directory(directory, SAVE_FILENAMES) as staging:
@@ -101,6 +103,9 @@ def load_native(
     if dtype is not None:
         config["dtype"] = dtype_name(dtype)
     config.setdefault("seed", 0)  # parameters are overwritten below; avoid touching the global RNG
+    state_path = directory / STATE_FILENAME
+    if not state_path.exists() and config.get("normalize_activations") == "expected_average_only_in":
+        config["normalize_activations"] = "none"  # only the SAELens files are left, with the scale folded in
     try:
         sae = SparseAutoencoder.from_config_dict(config, device=device)
     except (TypeError, ValueError) as error:
@@ -108,7 +113,6 @@ def load_native(
 
     weights_path = directory / WEIGHTS_FILENAME
     tensors = read_safetensors(weights_path)
-    state_path = directory / STATE_FILENAME
     extra = read_safetensors(state_path) if state_path.exists() else None
     tensors.update(extra or {})
     if extra is None and isinstance(sae, BatchTopKSAE) and "threshold" in tensors:

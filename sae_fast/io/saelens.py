@@ -27,6 +27,7 @@ from torch import Tensor
 from sae_fast.io.building import (
     build_sae,
     dtype_name,
+    fold_activation_scale,
     fold_decoder_norms,
     fold_input_centering,
     parse_dtype,
@@ -60,6 +61,11 @@ def saelens_files(sae: SparseAutoencoder, metadata: Mapping[str, Any] | None = N
     tensors = {
         name: getattr(sae, name).detach().to("cpu").contiguous() for name in ("W_enc", "W_dec", "b_enc", "b_dec")
     }
+    normalization = sae.normalize_activations
+    if normalization == "expected_average_only_in":
+        # As SAELens saves it: the scale folded into the weights, so the file needs no run-time scaling.
+        tensors.update(fold_activation_scale(tensors, float(sae.activation_scale)))
+        normalization = "none"
     meta = {"sae_lens_version": CONFIG_FORMAT_VERSION, "sae_lens_training_version": None, **(metadata or {})}
     cfg: dict[str, Any] = {
         "architecture": _SAELENS_ARCHITECTURE[architecture],
@@ -68,7 +74,7 @@ def saelens_files(sae: SparseAutoencoder, metadata: Mapping[str, Any] | None = N
         "dtype": dtype_name(sae.dtype),
         "device": "cpu",
         "apply_b_dec_to_input": True,  # sae_fast's encoder always sees x - b_dec
-        "normalize_activations": "none",
+        "normalize_activations": normalization,
         "reshape_activations": "none",
     }
     if architecture == "topk":
@@ -116,13 +122,31 @@ def _architecture(cfg: Mapping[str, Any], cfg_path: Path) -> tuple[str, dict[str
     return architecture, cfg
 
 
-def _check_preprocessing(cfg: Mapping[str, Any], cfg_path: Path) -> None:
+def _normalization(cfg: Mapping[str, Any], cfg_path: Path) -> str:
+    """The sae_fast ``normalize_activations`` that computes what SAELens computes for this config."""
     normalization = cfg.get("normalize_activations", "none")
-    if normalization not in ("none", None, False):
-        raise ValueError(
-            f"{cfg_path}: normalize_activations={normalization!r} rescales inputs at run time, which sae_fast "
-            "SAEs do not do; normalise your activations yourself and set it to 'none', or use SAELens"
+    if normalization in ("none", None, False):
+        return "none"
+    if normalization == "layer_norm":
+        return "layer_norm"
+    if normalization == "expected_average_only_in":
+        # SAELens applies no scaling at run time for this value (its trainer folds the scale into
+        # the weights before saving), so neither do we.
+        warnings.warn(
+            f"{cfg_path}: normalize_activations='expected_average_only_in' is applied by SAELens's trainer, not "
+            "at run time; loading the weights as they are (as SAELens does): pass activations scaled the way "
+            "the SAE was trained",
+            stacklevel=4,
         )
+        return "none"
+    raise ValueError(
+        f"{cfg_path}: normalize_activations={normalization!r} is not supported by sae_fast (it supports 'none', "
+        "'layer_norm' and 'expected_average_only_in'); normalise your activations yourself and set it to "
+        "'none', or use SAELens"
+    )
+
+
+def _check_preprocessing(cfg: Mapping[str, Any], cfg_path: Path) -> None:
     if cfg.get("finetuning_scaling_factor"):
         raise ValueError(f"{cfg_path}: finetuning_scaling_factor is not supported by sae_fast")
     if cfg.get("reshape_activations", "none") == "hook_z":
@@ -146,6 +170,7 @@ def load_saelens_folder(
     cfg_path = directory / CONFIG_FILENAME
     architecture, cfg = _architecture(cfg, cfg_path)
     _check_preprocessing(cfg, cfg_path)
+    normalization = _normalization(cfg, cfg_path)
     d_in, d_sae = config_int(cfg, "d_in", cfg_path), config_int(cfg, "d_sae", cfg_path)
     weights_path = require_file(
         directory / WEIGHTS_FILENAME,
@@ -180,7 +205,7 @@ def load_saelens_folder(
     if not cfg.get("apply_b_dec_to_input", True):
         b_enc = fold_input_centering(W_enc, b_enc, b_dec)
     state = {"W_enc": W_enc, "W_dec": W_dec, "b_enc": b_enc, "b_dec": b_dec}
-    build = {"device": device, "dtype": target, "source": str(weights_path)}
+    build = {"device": device, "dtype": target, "source": str(weights_path), "normalize_activations": normalization}
 
     metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
     details = metadata.get("training_architecture_details")

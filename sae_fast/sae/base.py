@@ -9,11 +9,17 @@ Conventions (kept identical in every architecture, kernel and file format):
   architecture selects among these non-negative pre-activations.
 - Inputs are ``[..., d_in]``; all statistics (L0, the batch top-k budget, theta, dead latents)
   count tokens, i.e. the product of the leading dimensions, never sequences.
+- ``normalize_activations`` (SAELens's names, :mod:`sae_fast.sae.normalization`) is applied to every
+  input first. Codes, losses, ``decode`` and ``decode_sparse`` live in that normalised space;
+  ``forward`` and :meth:`reconstruct` map the reconstruction back to the input space.
 """
 
 from __future__ import annotations
 
 import abc
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -21,11 +27,37 @@ from torch import Tensor, nn
 
 from sae_fast.autograd import kept_encoder_values, sparse_decode
 from sae_fast.kernels.dispatch import REFERENCE_OPS, check_backend, kernel_ops
+from sae_fast.sae.normalization import (
+    InputNormalization,
+    check_normalization,
+    expected_average_scale,
+    normalize_tokens,
+)
 from sae_fast.sae.output import TrainingOutput
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.validation import check_activations, check_positive_int
 
 DEFAULT_DEAD_TOKENS = 10_000_000
+
+
+def init_seed(seed: int, d_in: int, d_sae: int) -> int:
+    """The generator seed of an SAE's initialisation: ``seed`` mixed with its shape.
+
+    Seeding with ``seed`` alone would make a d_sae=128 SAE exactly the first 128 rows of a
+    d_sae=256 one, and stitching would then report that every small latent has a perfect match.
+    """
+    digest = hashlib.sha256(f"sae_fast-init:{seed}:{d_in}:{d_sae}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """What :meth:`SparseAutoencoder.reconstruct` returns for ``x`` ``[..., d_in]`` (all over flattened tokens)."""
+
+    codes: SparseCodes  # kept latents
+    x_hat: Tensor  # [n_tokens, d_in] reconstruction in the input space
+    normalized_x: Tensor  # [n_tokens, d_in] what the SAE encoded (x itself when it does not normalise)
+    normalized_x_hat: Tensor  # [n_tokens, d_in] the reconstruction in that space (what the loss compares)
 
 
 class SparseAutoencoder(nn.Module, abc.ABC):
@@ -48,6 +80,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         check_finite: bool = True,
         backend: str = "auto",
         seed: int | None = None,
+        normalize_activations: str = "none",
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -59,6 +92,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
         self.check_finite = bool(check_finite)
         self.backend = check_backend(backend)
+        self.normalize_activations = check_normalization(normalize_activations)
         factory = {"device": device, "dtype": dtype}
         self.W_enc = nn.Parameter(torch.empty(d_in, d_sae, **factory))
         self.W_dec = nn.Parameter(torch.empty(d_sae, d_in, **factory))
@@ -66,12 +100,16 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         self.b_dec = nn.Parameter(torch.zeros(d_in, **factory))
         # Tokens seen since each latent last fired: a latent is dead once this reaches the threshold.
         self.register_buffer("tokens_since_fired", torch.zeros(d_sae, dtype=torch.int64, device=device))
+        if self.normalize_activations == "expected_average_only_in":
+            # 0 until estimated from data (the first training batch, or estimate_activation_scale_).
+            self.register_buffer("activation_scale", torch.zeros((), dtype=torch.float64, device=device))
         self._config: dict[str, Any] = {
             "d_in": d_in,
             "d_sae": d_sae,
             "dead_tokens_threshold": dead_tokens_threshold,
             "check_finite": self.check_finite,
             "backend": backend,
+            "normalize_activations": self.normalize_activations,
         }
         self.reset_parameters(seed)
 
@@ -80,7 +118,9 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     def reset_parameters(self, seed: int | None = None) -> None:
         """Unit-norm random decoder rows and the tied encoder ``W_enc = W_dec.T`` (as Gao et al.)."""
         # Without a seed, draw from torch's global RNG so a user's torch.manual_seed governs it.
-        generator = None if seed is None else torch.Generator(device="cpu").manual_seed(seed)
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device="cpu").manual_seed(init_seed(seed, self.d_in, self.d_sae))
         rows = torch.randn(self.d_sae, self.d_in, generator=generator, dtype=torch.float32)
         rows /= rows.norm(dim=1, keepdim=True)
         self.W_dec.copy_(rows)
@@ -135,6 +175,45 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         x = check_activations(x, self.d_in, device=self.device, check_finite=self.check_finite)
         return x.to(self.dtype)
 
+    def _normalized(self, x_tokens: Tensor) -> tuple[Tensor, InputNormalization]:
+        scale = 1.0
+        if self.normalize_activations == "expected_average_only_in":
+            if not float(self.activation_scale) > 0:
+                if not self.training:
+                    raise ValueError(
+                        "this SAE normalises with expected_average_only_in but its scale was never estimated; "
+                        "call sae.estimate_activation_scale_(batches) or train it first"
+                    )
+                self.estimate_activation_scale_([x_tokens])
+            scale = float(self.activation_scale)
+        return normalize_tokens(x_tokens, self.normalize_activations, scale)
+
+    def input_normalization(self, x: Tensor) -> tuple[Tensor, InputNormalization]:
+        """``(tokens [n_tokens, d_in] this SAE encodes for x [..., d_in], how to map reconstructions back)``."""
+        return self._normalized(self._tokens(x))
+
+    def normalize_inputs(self, x: Tensor) -> Tensor:
+        """The tokens ``[n_tokens, d_in]`` this SAE encodes for ``x`` ``[..., d_in]`` (its normalised space)."""
+        return self.input_normalization(x)[0]
+
+    @torch.no_grad()
+    def estimate_activation_scale_(self, batches: Iterable[Tensor]) -> float:
+        """Set the ``expected_average_only_in`` scale so the average token norm becomes ``sqrt(d_in)``."""
+        if self.normalize_activations != "expected_average_only_in":
+            raise ValueError(
+                f"estimate_activation_scale_ is for normalize_activations='expected_average_only_in'; "
+                f"this SAE uses {self.normalize_activations!r}"
+            )
+        total, count = 0.0, 0
+        for batch in batches:
+            x_tokens = self._tokens(batch)
+            total += float(x_tokens.double().norm(dim=-1).sum())
+            count += x_tokens.shape[0]
+        if count == 0:
+            raise ValueError("estimate_activation_scale_ needs at least one batch of activations")
+        self.activation_scale.fill_(expected_average_scale(total / count, self.d_in))
+        return float(self.activation_scale)
+
     def _ops(self):
         return REFERENCE_OPS if self.backend == "dense" else kernel_ops(self.device, self.backend, self.dtype)
 
@@ -156,18 +235,18 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     def encode_sparse(self, x: Tensor) -> SparseCodes:
         """Sparse codes of ``x`` ``[..., d_in]`` over its flattened tokens (values detached)."""
-        x_tokens = self._tokens(x)
+        x_tokens = self.normalize_inputs(x)
         return self.select(self._pre_activations_inplace(x_tokens), self._ops())
 
     def encode(self, x: Tensor) -> Tensor:
         """Dense codes ``[..., d_sae]`` (zeros where a latent is inactive); differentiable."""
-        x_tokens = self._tokens(x)
+        x_tokens = self.normalize_inputs(x)
         pre = self.pre_activations(x_tokens)
         codes = self.select(pre.detach(), self._ops())
         return (pre * self._mask(codes)).reshape(*x.shape[:-1], self.d_sae)
 
     def decode(self, f: Tensor) -> Tensor:
-        """``f @ W_dec + b_dec`` for dense codes ``f`` ``[..., d_sae]`` → ``[..., d_in]``."""
+        """``f @ W_dec + b_dec`` for dense codes ``f`` ``[..., d_sae]`` → ``[..., d_in]`` (normalised space)."""
         if not isinstance(f, Tensor) or not f.is_floating_point():
             raise TypeError(f"codes must be a floating-point tensor [..., {self.d_sae}], got {type(f).__name__}")
         if f.dim() == 0 or f.shape[-1] != self.d_sae:
@@ -177,7 +256,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         return f.to(self.dtype) @ self.W_dec + self.b_dec
 
     def decode_sparse(self, codes: SparseCodes) -> Tensor:
-        """``x_hat`` ``[n_tokens, d_in]`` from sparse codes, costing O(nnz · d_in) (no autograd)."""
+        """``x_hat`` ``[n_tokens, d_in]`` (normalised space) from sparse codes, costing O(nnz · d_in), no autograd."""
         if not isinstance(codes, SparseCodes):
             raise TypeError(f"codes must be SparseCodes (from sae.encode_sparse), got {type(codes).__name__}")
         if codes.d_sae != self.d_sae:
@@ -186,17 +265,24 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             return self._ops().sparse_decode(codes, self.W_dec, self.b_dec)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Reconstruction of ``x``, same shape; decodes sparsely (cost ∝ active latents)."""
-        x_tokens = self._tokens(x)
+        """Reconstruction of ``x`` in the input space, same shape; decodes sparsely (cost ∝ active latents)."""
+        return self.reconstruct(x).x_hat.reshape(x.shape).to(x.dtype)
+
+    def reconstruct(self, x: Tensor) -> Reconstruction:
+        """Codes and reconstruction of ``x`` ``[..., d_in]`` from one encoder pass, in both spaces.
+
+        Differentiable (through the kept entries only) when grad is enabled, for users who
+        fine-tune through the SAE.
+        """
+        x_tokens, normalization = self.input_normalization(x)
         ops = self._ops()
         with torch.no_grad():
             codes = self.select(self._pre_activations_inplace(x_tokens), ops)
         if torch.is_grad_enabled():
-            # Stay differentiable (through the kept entries only) for users who fine-tune through it.
             x_hat = self._sparse_reconstruction(x_tokens, codes, ops)
         else:
             x_hat = ops.sparse_decode(codes, self.W_dec, self.b_dec)
-        return x_hat.reshape(x.shape).to(x.dtype)
+        return Reconstruction(codes, normalization.restore(x_hat), x_tokens, x_hat)
 
     def _sparse_reconstruction(self, x_tokens: Tensor, codes: SparseCodes, ops, with_bias: bool = True) -> Tensor:
         """Differentiable ``x_hat`` from detached kept codes, touching only the kept entries."""
@@ -215,7 +301,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         In training mode this also updates the dead-latent counters (and BatchTopK's theta), so
         call it once per optimiser step.
         """
-        x_tokens = self._tokens(x)
+        x_tokens = self.normalize_inputs(x)
         output = self._training_pass(x_tokens)
         if self.training:
             self._record_firing(output.codes)
@@ -237,7 +323,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         detached = codes.with_values(codes.values.detach())
         return TrainingOutput(
             loss=mse + sparsity + aux, mse=mse, aux_loss=aux, sparsity_loss=sparsity,
-            l0=counts.to(torch.float32).mean(), active_counts=counts, codes=detached, x_hat=x_hat,
+            l0=counts.to(torch.float32).mean(), active_counts=counts, codes=detached, x_hat=x_hat, target=x_tokens,
         )
 
     @torch.no_grad()
@@ -274,6 +360,6 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     @torch.no_grad()
     def init_b_dec_from_data_(self, x: Tensor) -> None:
-        """Set ``b_dec`` to the mean of ``x`` so the encoder starts on centred activations."""
-        self.b_dec.copy_(self._tokens(x).mean(dim=0))
+        """Set ``b_dec`` to the mean of ``x`` (in the normalised space) so the encoder starts on centred inputs."""
+        self.b_dec.copy_(self.normalize_inputs(x).mean(dim=0))
 

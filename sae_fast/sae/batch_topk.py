@@ -86,7 +86,7 @@ class BatchTopKSAE(KSparseSAE):
         """
         minima = []
         for batch in batches:
-            x_tokens = self._tokens(batch)
+            x_tokens = self.normalize_inputs(batch)
             pre = self._pre_activations_inplace(x_tokens)
             codes = self._ops().batch_topk_select(pre, x_tokens.shape[0] * self.k)
             if codes.nnz:

@@ -15,7 +15,8 @@ class TrainingOutput:
 
     ``loss = mse + sparsity_loss + aux_loss``, each term already scaled by its coefficient, so
     logging the parts always adds up to what was optimised (the aux term is counted once).
-    ``mse`` is the mean over tokens *and* dimensions of ``(x_hat - x)**2``.
+    ``mse`` is the mean over tokens *and* dimensions of ``(x_hat - target)**2``, where ``target`` is the
+    input in the SAE's normalised space (the input itself when ``normalize_activations="none"``).
     """
 
     loss: Tensor  # scalar, differentiable
@@ -25,4 +26,5 @@ class TrainingOutput:
     l0: Tensor  # scalar float: mean active latents per token
     active_counts: Tensor  # int64 [n_tokens]: active latents of each token
     codes: SparseCodes  # kept latents (values detached)
-    x_hat: Tensor  # [n_tokens, d_in] reconstruction (differentiable)
+    x_hat: Tensor  # [n_tokens, d_in] reconstruction (differentiable), in the SAE's normalised space
+    target: Tensor  # [n_tokens, d_in] what x_hat reconstructs: the (normalised) input tokens

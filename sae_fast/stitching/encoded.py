@@ -95,7 +95,11 @@ class LatentColumns:
 
 @dataclass(frozen=True)
 class EncodedEvalSet:
-    """Evaluation tokens ``x`` ``[n, d_in]`` and both SAEs' codes of them."""
+    """Evaluation tokens ``x`` ``[n, d_in]`` and both SAEs' codes of them.
+
+    ``x`` is in the SAEs' shared normalised space (the input itself when they do not normalise):
+    the codes come from the raw tokens, and reconstructions are compared with this ``x``.
+    """
 
     x: Tensor
     small_codes: SparseCodes
@@ -115,4 +119,30 @@ def encode_eval_set(small: nn.Module, large: nn.Module, x: Tensor, batch_size: i
             "stitching needs SAEs trained on the same activations"
         )
     x = check_activations(x, d_in, device=small.W_dec.device).to(small.W_dec.dtype)
-    return EncodedEvalSet(x, encode_sparse_batched(small, x, batch_size), encode_sparse_batched(large, x, batch_size))
+    small_codes, large_codes = encode_sparse_batched(small, x, batch_size), encode_sparse_batched(large, x, batch_size)
+    return EncodedEvalSet(shared_normalized_inputs(small, large, x), small_codes, large_codes)
+
+
+def _normalization_key(sae: nn.Module) -> tuple[str, float]:
+    mode = getattr(sae, "normalize_activations", "none")
+    scale = float(sae.activation_scale) if mode == "expected_average_only_in" else 1.0
+    return mode, scale
+
+
+def shared_normalized_inputs(small: nn.Module, large: nn.Module, x: Tensor) -> Tensor:
+    """``x`` in the space both SAEs reconstruct in; every stitching MSE is measured there.
+
+    Stitching swaps decoder rows between the SAEs, which is only meaningful when both normalise
+    their inputs the same way (layer_norm has no parameters, so any two layer_norm SAEs do).
+    """
+    key = _normalization_key(small)
+    if _normalization_key(large) != key:
+        raise ValueError(
+            f"the two SAEs normalise their inputs differently ({_normalization_key(small)} vs "
+            f"{_normalization_key(large)}); stitching needs SAEs that reconstruct in the same space: train both "
+            "with the same normalize_activations (layer_norm is parameter-free)"
+        )
+    if key[0] == "none":
+        return x
+    with torch.no_grad():
+        return small.normalize_inputs(x)

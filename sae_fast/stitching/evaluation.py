@@ -19,13 +19,17 @@ class ReconstructionStats:
 
 @torch.no_grad()
 def reconstruction_stats(sae: nn.Module, x: Tensor, batch_size: int = 4096) -> ReconstructionStats:
-    """MSE, L0 and per-token squared error of any SAE-like module (``encode_sparse`` + ``forward``)."""
+    """MSE, L0 and per-token squared error of an SAE or a StitchedSAE (anything with ``reconstruct``).
+
+    Errors are measured in the SAE's normalised space, as every stitching statistic is.
+    """
     errors, counts = [], []
     with eval_mode(sae):
         for start in range(0, x.shape[0], batch_size):
-            chunk = x[start : start + batch_size]
-            counts.append(sae.encode_sparse(chunk).counts())
-            errors.append((sae(chunk).to(torch.float64) - chunk.to(torch.float64)).pow(2).sum(dim=1))
+            result = sae.reconstruct(x[start : start + batch_size])
+            counts.append(result.codes.counts())
+            error = result.normalized_x_hat.to(torch.float64) - result.normalized_x.to(torch.float64)
+            errors.append(error.pow(2).sum(dim=1))
     token_sq = torch.cat(errors)
     return ReconstructionStats(
         mse=float(token_sq.mean()) / x.shape[1],

@@ -12,7 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from sae_fast.kernels.sparse_decode_reference import sparse_decode
+from sae_fast.sae.base import Reconstruction
 from sae_fast.sparse_codes import SparseCodes
+from sae_fast.stitching.encoded import shared_normalized_inputs
 
 
 def _latent_set(latents: Tensor | list[int] | None, d_sae: int, name: str) -> Tensor:
@@ -99,6 +101,18 @@ class StitchedSAE(nn.Module):
         return f.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
 
     def forward(self, x: Tensor) -> Tensor:
+        """Reconstruction of ``x`` in the input space, same shape."""
+        return self.reconstruct(x).x_hat.reshape(x.shape).to(x.dtype)
+
+    def reconstruct(self, x: Tensor) -> Reconstruction:
+        """Codes and reconstruction in both spaces, as :meth:`SparseAutoencoder.reconstruct`.
+
+        The stitched decoder reconstructs in the SAEs' shared normalised space (see
+        :func:`~sae_fast.stitching.encoded.shared_normalized_inputs`); the small SAE's per-token
+        statistics map it back.
+        """
+        normalized, normalization = self.small.input_normalization(x)
+        shared_normalized_inputs(self.small, self.large, normalized[:1])  # refuses SAEs normalising differently
         codes = self.encode_sparse(x)
         x_hat = sparse_decode(codes, self.W_dec, self.b_dec)
-        return x_hat.reshape(x.shape).to(x.dtype)
+        return Reconstruction(codes, normalization.restore(x_hat), normalized, x_hat)

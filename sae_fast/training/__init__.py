@@ -10,10 +10,11 @@ from sae_fast.training.data import (
     fixed_size_batches,
 )
 from sae_fast.training.distributed import DistributedContext
+from sae_fast.training.recipes import PAPER, RECIPES, Recipe, get_recipe
 from sae_fast.training.trainer import NonFiniteError, Trainer, TrainResult
 
 __all__ = [
     "TrainConfig", "Trainer", "TrainResult", "NonFiniteError", "CheckpointError", "save_checkpoint",
     "load_checkpoint", "ResumableBatches", "ShuffledBatches", "CountingBatches", "as_resumable",
-    "fixed_size_batches", "DistributedContext",
+    "fixed_size_batches", "DistributedContext", "Recipe", "RECIPES", "PAPER", "get_recipe",
 ]

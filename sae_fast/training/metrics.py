@@ -14,14 +14,15 @@ from sae_fast.sae.output import TrainingOutput
 from sae_fast.io.atomic import atomic_write_bytes
 
 
-def step_metrics(x: torch.Tensor, output: TrainingOutput, n_dead: int) -> dict[str, float]:
-    """Scalars of one step of one SAE.
+def step_metrics(output: TrainingOutput) -> dict[str, float]:
+    """Scalars of one step of one SAE (the trainer adds the dead-latent count after the step).
 
     ``nmse = sum ||x - x_hat||^2 / sum ||x - mean_batch(x)||^2`` over the batch's tokens (the
-    same definition :func:`sae_fast.evaluation.evaluate` uses on held-out data).
+    same definition :func:`sae_fast.evaluation.evaluate` uses on held-out data), in the SAE's
+    normalised space (``output.target``): the input space when it does not normalise.
     """
     with torch.no_grad():
-        x_tokens = x.reshape(-1, x.shape[-1]).to(output.x_hat.dtype)
+        x_tokens = output.target
         err = (output.x_hat - x_tokens).pow(2).sum().double()
         var = (x_tokens - x_tokens.mean(dim=0)).pow(2).sum().double()
         return {
@@ -31,7 +32,6 @@ def step_metrics(x: torch.Tensor, output: TrainingOutput, n_dead: int) -> dict[s
             "sparsity_loss": float(output.sparsity_loss),
             "l0": float(output.l0),
             "nmse": float(err / var) if var > 0 else math.nan,
-            "dead_latents": int(n_dead),
         }
 
 

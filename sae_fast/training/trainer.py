@@ -25,6 +25,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_fast.sae.base import SparseAutoencoder
+from sae_fast.sae.normalization import expected_average_scale
 from sae_fast.sae.batch_topk import BatchTopKSAE
 from sae_fast.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sae_fast.training.config import TrainConfig
@@ -196,6 +197,20 @@ class Trainer:
         saved = f"; the last good checkpoint (step {self.step}) is {path}" if path else " (no checkpoint_dir set)"
         raise NonFiniteError(f"NaN/Inf at step {step} in {where}: {what}; training stopped{saved}", step, sae_name)
 
+    @torch.no_grad()
+    def _fit_input_statistics(self, chunks: list[Tensor]) -> None:
+        """On the first batch of a fresh run: the input scale (expected_average_only_in) and b_dec.
+
+        Both are means over every rank's batch, so all ranks start from identical SAEs.
+        """
+        for sae in self.saes.values():
+            if sae.normalize_activations == "expected_average_only_in" and not float(sae.activation_scale) > 0:
+                norms = [chunk.double().norm(dim=-1, keepdim=True) for chunk in chunks]
+                sae.activation_scale.fill_(expected_average_scale(float(global_mean(norms, self.context)), sae.d_in))
+            if self.config.init_b_dec_from_data:
+                normalized = [sae.normalize_inputs(chunk) for chunk in chunks]
+                sae.b_dec.copy_(global_mean(normalized, self.context).to(sae.dtype))
+
     def _train_step(self, x: Tensor, log: bool) -> dict[str, dict[str, float]]:
         step = self.step + 1
         config = self.config
@@ -205,10 +220,8 @@ class Trainer:
         flag = torch.zeros((), dtype=torch.int64, device=self.device)
         if not bool(torch.isfinite(x).all()):
             flag.fill_(1)
-        if step == 1 and config.init_b_dec_from_data and not int(self.context.all_reduce(flag.clone(), "max")):
-            mean = global_mean(chunks, self.context).to(x.dtype)
-            for sae in self.saes.values():
-                sae.init_b_dec_from_data_(mean[None, :])
+        if step == 1 and not int(self.context.all_reduce(flag.clone(), "max")):
+            self._fit_input_statistics(chunks)
         metrics: dict[str, dict[str, float]] = {}
         names = list(self.saes)
         for index, name in enumerate(names):
@@ -225,7 +238,7 @@ class Trainer:
                 out.loss.backward()
                 stats[name].collect(chunk.shape[0])
                 if log:
-                    for key, value in step_metrics(chunk, out, 0).items():
+                    for key, value in step_metrics(out).items():
                         accumulated[key] = accumulated.get(key, 0.0) + value / len(chunks)
             if not int(flag) and not all(bool(torch.isfinite(p.grad).all()) for p in sae.parameters()
                                          if p.grad is not None):

@@ -27,16 +27,17 @@ D_IN, D_SAE, K = 16, 64, 4
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
-def trained_like(cls):
+def trained_like(cls, normalize_activations="none"):
     kwargs = {BatchTopKSAE: {"k": K}, TopKSAE: {"k": K}, JumpReLUSAE: {}, ReLUSAE: {"l1_coefficient": 0.01}}[cls]
-    sae = cls(D_IN, D_SAE, seed=1, **kwargs)
+    sae = cls(D_IN, D_SAE, seed=1, normalize_activations=normalize_activations, **kwargs)
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.3)
         sae.b_dec.normal_(0, 0.5)
         if cls is JumpReLUSAE:
             sae.threshold.uniform_(0.05, 0.8)
     sae.train()
-    sae.training_loss(torch.randn(32, D_IN))  # gives BatchTopK its theta
+    # Gives BatchTopK its theta (and expected_average_only_in its scale: ~1/3 for these inputs).
+    sae.training_loss(torch.randn(32, D_IN) * 3 + 1)
     return sae.eval()
 
 
@@ -70,6 +71,18 @@ def test_saelens_loads_what_sae_fast_saves(cls, lens_cls, tmp_path):
     assert_same(ours, theirs, torch.randn(4, 8, D_IN))
 
 
+@pytest.mark.parametrize("normalization", ["layer_norm", "expected_average_only_in"])
+@pytest.mark.parametrize("cls", [BatchTopKSAE, TopKSAE, JumpReLUSAE, ReLUSAE])
+def test_saelens_loads_normalising_sae_fast_saves(cls, normalization, tmp_path):
+    ours = trained_like(cls, normalization)
+    save_pretrained(ours, tmp_path / "sae")
+    theirs = SAE.load_from_disk(str(tmp_path / "sae"))
+    # expected_average_only_in is folded into the weights on save, as SAELens's own trainer does.
+    assert theirs.cfg.normalize_activations == ("layer_norm" if normalization == "layer_norm" else "none")
+    assert_same(ours, theirs, torch.randn(4, 8, D_IN) * 3 + 1)
+    assert_same(load_pretrained(tmp_path / "sae"), theirs, torch.randn(4, 8, D_IN) * 3 + 1)
+
+
 @pytest.mark.parametrize(
     "make_lens, ours_cls",
     [
@@ -78,6 +91,10 @@ def test_saelens_loads_what_sae_fast_saves(cls, lens_cls, tmp_path):
         (lambda: LensTopK(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K)), TopKSAE),
         (lambda: LensTopK(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K, rescale_acts_by_decoder_norm=True)), TopKSAE),
         (lambda: LensJumpReLU(JumpReLUSAEConfig(d_in=D_IN, d_sae=D_SAE, apply_b_dec_to_input=False)), JumpReLUSAE),
+        (lambda: StandardSAE(StandardSAEConfig(d_in=D_IN, d_sae=D_SAE, normalize_activations="layer_norm")), ReLUSAE),
+        (lambda: LensTopK(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K, normalize_activations="layer_norm")), TopKSAE),
+        (lambda: LensJumpReLU(JumpReLUSAEConfig(d_in=D_IN, d_sae=D_SAE, normalize_activations="layer_norm")),
+         JumpReLUSAE),
     ],
 )
 def test_sae_fast_loads_what_saelens_saves(make_lens, ours_cls, tmp_path):
