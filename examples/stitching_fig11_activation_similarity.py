@@ -1,19 +1,20 @@
 """Fig. 11: activation cosine vs decoder cosine of each larger-SAE latent and its nearest smaller-SAE latent.
 
-    python examples/stitching_fig11_activation_similarity.py --small S --large L --activations acts.pt --out out/
+    python examples/stitching_fig11_activation_similarity.py --small S --large L --cache CACHE --out out/
 """
 
 import argparse
 
+from sae_fast.commands.inputs import ACTIVATIONS_HELP, load_activations
 from sae_fast.stitching import activation_vs_decoder_similarity
-from sae_fast.stitching.figures import load_activations, load_sae, plot_activation_similarity
+from sae_fast.stitching.figures import load_sae, plot_activation_similarity
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--small", required=True)
     p.add_argument("--large", required=True)
-    p.add_argument("--activations", required=True)
+    p.add_argument("--activations", "--cache", dest="activations", required=True, help=ACTIVATIONS_HELP)
     p.add_argument("--max-tokens", type=int, default=32768)
     p.add_argument("--min-decoder-cos", type=float, default=0.5, help="R² is computed above this")
     p.add_argument("--out", default="outputs/stitching")

@@ -1,19 +1,20 @@
 """Fig. 14: MSE of both SAEs on tokens where novel latents of the larger SAE are active vs inactive.
 
-    python examples/stitching_fig14_novel_latent_mse.py --small S --large L --activations acts.pt --out out/
+    python examples/stitching_fig14_novel_latent_mse.py --small S --large L --cache CACHE --out out/
 """
 
 import argparse
 
+from sae_fast.commands.inputs import ACTIVATIONS_HELP, load_activations
 from sae_fast.stitching import novel_latent_mse
-from sae_fast.stitching.figures import load_activations, load_sae, plot_novel_latent_mse
+from sae_fast.stitching.figures import load_sae, plot_novel_latent_mse
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--small", required=True)
     p.add_argument("--large", required=True)
-    p.add_argument("--activations", required=True)
+    p.add_argument("--activations", "--cache", dest="activations", required=True, help=ACTIVATIONS_HELP)
     p.add_argument("--max-tokens", type=int, default=32768)
     p.add_argument("--threshold", type=float, default=0.7)
     p.add_argument("--out", default="outputs/stitching")

@@ -1,18 +1,19 @@
 """Fig. 5: interpolate along a chain of SAEs of increasing size (add novel latents, then swap groups).
 
-    python examples/stitching_fig5_interpolation.py --saes S768 S1536 S3072 --activations acts.pt --out out/
+    python examples/stitching_fig5_interpolation.py --saes S768 S1536 S3072 --cache CACHE --out out/
 """
 
 import argparse
 
+from sae_fast.commands.inputs import ACTIVATIONS_HELP, load_activations
 from sae_fast.stitching import StitchingConfig, interpolation_path
-from sae_fast.stitching.figures import load_activations, load_sae, plot_interpolation
+from sae_fast.stitching.figures import load_sae, plot_interpolation
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--saes", nargs="+", required=True, help="SAE paths, smallest first")
-    p.add_argument("--activations", required=True)
+    p.add_argument("--activations", "--cache", dest="activations", required=True, help=ACTIVATIONS_HELP)
     p.add_argument("--max-tokens", type=int, default=32768)
     p.add_argument("--threshold", type=float, default=0.7)
     p.add_argument("--novel-order", default="index", choices=["index", "random", "max_cos"])

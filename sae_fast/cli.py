@@ -5,6 +5,9 @@
         --out runs/sweep --total-tokens 50000000
     sae-fast train ... --resume            # continue exactly where a killed run checkpointed
     sae-fast eval --sae runs/sweep/btk --cache runs/acts-heldout --ce-sequences 32
+    sae-fast recalibrate --sae runs/sweep/btk --cache runs/acts-l15     # BatchTopK θ (train does it by default)
+    sae-fast stitch --small runs/s768/btk --large runs/s1536/btk --cache runs/acts-heldout --out runs/stitch
+    sae-fast meta --sae runs/sweep/btk --out runs/meta --epochs 300
 
 Flags of ``cache`` (and the ``--act-*`` flags of ``train --live``) map one-to-one onto
 :class:`~sae_fast.activations.ActivationConfig`; the optimisation flags of ``train`` map one-to-one
@@ -184,6 +187,8 @@ def _init_distributed(device: str) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from sae_fast.commands.outputs import RUN_RESULT, prepare_run_folder
+    from sae_fast.commands.recalibrate import TRAIN_BATCH_SIZE_KEY, recalibrate_after_training, selection_batch_size
     from sae_fast.training import TrainConfig, Trainer, fixed_size_batches
 
     out = Path(args.out)
@@ -194,7 +199,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["log_jsonl"] = str(out / "metrics.jsonl")
     config = dataclass_from_args(TrainConfig, args, **overrides)
     context = _init_distributed(config.device)
+    if context.is_main:  # before any data is read, so a refused or unwritable --out costs no training
+        prepare_run_folder(out, sae_names=[parse_sae_spec(spec)[0] for spec in args.sae],
+                           checkpoint=config.checkpoint_path, resume=config.resume, overwrite=args.overwrite,
+                           log_jsonl=None if config.log_jsonl is None else Path(config.log_jsonl))
     metadata: dict[str, Any] = {}
+    reader = None
     if args.cache:
         from sae_fast.activations import ActivationCacheReader
 
@@ -219,13 +229,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = Trainer(saes, config, distributed=context).train(batches)
     if context.is_main:
         from sae_fast.io import save_pretrained
+        from sae_fast.io.atomic import atomic_write_text
 
+        print(f"trained {len(saes)} SAE(s) for {result.steps} steps ({result.tokens_seen} tokens)")
+        thetas = {}
+        if args.recalibrate:
+            thetas = recalibrate_after_training(saes, config, reader=reader, stream=batches,
+                                                n_batches=args.recalibrate_batches, world_size=context.world_size)
+        sae_metadata = {**metadata, TRAIN_BATCH_SIZE_KEY: selection_batch_size(config, context.world_size)}
         for name, sae in saes.items():
-            save_pretrained(sae, out / name, metadata=metadata)
+            save_pretrained(sae, out / name, metadata=sae_metadata)
         summary = {"steps": result.steps, "tokens_seen": result.tokens_seen, "final_metrics": result.final_metrics,
-                   "config": config.to_dict(), "saes": {n: str(out / n) for n in saes}}
-        (out / "train_result.json").write_text(json.dumps(summary, indent=2))
-        print(f"trained {len(saes)} SAE(s) for {result.steps} steps ({result.tokens_seen} tokens); saved to {out}")
+                   "config": config.to_dict(), "saes": {n: str(out / n) for n in saes},
+                   "theta_recalibration": {n: dataclasses.asdict(change) for n, change in thetas.items()}}
+        atomic_write_text(out / RUN_RESULT, json.dumps(summary, indent=2))
+        print(f"saved to {out}")
         for name, metrics in result.final_metrics.items():
             print(f"  {name}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return 0
@@ -255,18 +273,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
               f"L0={result.mean_l0:.2f} dead={result.dead_fraction:.3%}"
               + (f" CE+{result.ce_degradation:.4f} nats" if result.ce_degradation is not None else ""))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        from sae_fast.io.atomic import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(results, indent=2))
     return 0
 
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from sae_fast.activations import OFFLINE_DEFAULT_MODEL, ActivationConfig
+    from sae_fast.commands.meta import __doc__ as meta_doc
+    from sae_fast.commands.meta import add_meta_arguments, cmd_meta
+    from sae_fast.commands.recalibrate import DEFAULT_BATCHES, cmd_recalibrate
+    from sae_fast.commands.stitch import __doc__ as stitch_doc
+    from sae_fast.commands.stitch import add_stitch_arguments, cmd_stitch
     from sae_fast.training import TrainConfig
 
     parser = argparse.ArgumentParser(prog="sae-fast", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{cache,train,eval}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{cache,train,eval,recalibrate,stitch,meta}")
 
     model_help = (f"model: {OFFLINE_DEFAULT_MODEL!r} (SmolLM2-135M, offline), a Hugging Face Hub name "
                   f"(needs network or cache), or {TINY_MODEL!r} (random test model)")
@@ -295,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "constructor arguments, e.g. btk=batchtopk:d_sae=4096,k=32 (d_in is inferred)")
     train.add_argument("--out", required=True, help="output directory: one save_pretrained folder per SAE, "
                                                     "train_result.json; checkpoints/ and metrics.jsonl by default")
+    train.add_argument("--overwrite", action="store_true",
+                       help="--out holds an earlier run: delete its checkpoint, metrics, train_result.json and SAE "
+                            "folders first (without this or --resume such an --out is refused)")
+    train.add_argument("--recalibrate", action=argparse.BooleanOptionalAction, default=True,
+                       help="after training, re-estimate BatchTopK's inference θ with the final weights on fresh "
+                            "training batches, so the eval L0 is about k (as `sae-fast recalibrate` does)")
+    train.add_argument("--recalibrate-batches", type=int, default=DEFAULT_BATCHES,
+                       help="training batches θ is re-estimated on (default: %(default)s)")
     train.add_argument("--epochs", type=_optional_int, default=None,
                        help="passes over the cache (None: endless, bounded by --total-tokens)")
     train.add_argument("--model", default=OFFLINE_DEFAULT_MODEL, help="with --live: " + model_help + " (default: %(default)s)")
@@ -317,6 +350,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--out", default=None, help="write the results as JSON here")
     evaluation.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
     evaluation.set_defaults(func=cmd_eval)
+
+    recalibrate = commands.add_parser(
+        "recalibrate", help="re-estimate BatchTopK's inference threshold θ of saved SAEs",
+        description="Re-estimate θ of saved BatchTopK SAEs on training batches so the eval-mode L0 is about k; "
+                    "each SAE folder is replaced atomically. Prints θ and L0 before and after.")
+    recalibrate.add_argument("--sae", action="append", required=True, help="saved BatchTopK SAE folder (repeatable)")
+    recalibrate.add_argument("--cache", required=True, help="the activation cache the SAE was trained on")
+    recalibrate.add_argument("--batches", type=int, default=DEFAULT_BATCHES, help="batches θ is estimated on")
+    recalibrate.add_argument("--batch-size", type=int, default=None,
+                             help="tokens per batch (default: the training batch size the SAE folder records)")
+    recalibrate.add_argument("--seed", type=int, default=0, help="seed of the batches' order")
+    recalibrate.add_argument("--device", default="cpu", help="device for the SAE")
+    recalibrate.set_defaults(func=cmd_recalibrate)
+
+    stitch = commands.add_parser("stitch", help="SAE stitching analyses of a small and a large SAE (paper §4)",
+                                 description=stitch_doc.split("\n\n")[0])
+    add_stitch_arguments(stitch)
+    stitch.set_defaults(func=cmd_stitch)
+
+    meta = commands.add_parser("meta", help="train a meta-SAE on a saved SAE's decoder rows (paper §5)",
+                               description=meta_doc.split("\n\n")[0] + " --n-meta-latents defaults to the "
+                                           "paper's ratio, d_sae * 2304 / 49152.")
+    add_meta_arguments(meta)
+    meta.set_defaults(func=cmd_meta)
     return parser
 
 
@@ -329,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, CheckpointError, NonFiniteError) as error:
         print(f"sae-fast {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a read-only, full or mistyped output path: the path and the fix, not a traceback
+        from sae_fast.commands.outputs import os_error_message
+
+        print(f"sae-fast {args.command}: error: {os_error_message(error)}", file=sys.stderr)
         return 2
 
 

@@ -146,3 +146,11 @@ def test_report_is_written_from_measured_results(tmp_path):
     assert f"{result.nmse:.4f}" in text and "| topk | 2 | 128 | 0.5000 |" in text
     assert (tmp_path / "training_curves.png").stat().st_size > 0 and (tmp_path / "l0_histograms.png").is_file()
     assert json.loads((tmp_path / "results.json").read_text())["results"]["topk"]["n_tokens"] == 400
+
+
+def test_progress_bar_knows_its_total(capsys):
+    sae = trained_ish_topk()
+    evaluate(sae, torch.randn(10, 12), batch_size=4, progress=True)
+    evaluate(sae, [torch.randn(3, 12), torch.randn(3, 12)], progress=True)  # a list has a length too
+    err = capsys.readouterr().err
+    assert "3/3" in err and "2/2" in err

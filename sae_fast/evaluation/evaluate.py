@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,6 +69,13 @@ def _batches(activations: Tensor | np.ndarray | Iterable[Tensor], batch_size: in
         f"activations must be a tensor/array [n_tokens, d_in] or an iterable of such batches, "
         f"got {type(activations).__name__}"
     )
+
+
+def _batch_count(activations: Tensor | np.ndarray | Iterable[Tensor], batch_size: int) -> int | None:
+    """Batches :func:`_batches` will give, for the progress bar; None for an iterator of unknown length."""
+    if isinstance(activations, (Tensor, np.ndarray)):
+        return -(-activations.shape[0] // batch_size)
+    return len(activations) if isinstance(activations, Sized) else None
 
 
 def _recovered(ablated: float, sae: float, clean: float) -> float:
@@ -150,7 +157,9 @@ def evaluate(
     sae.eval()
     try:
         accumulator = ReconstructionAccumulator(sae)
-        for batch in tqdm(_batches(activations, batch_size), desc="evaluate", unit="batch", disable=not progress):
+        total = _batch_count(activations, batch_size)
+        for batch in tqdm(_batches(activations, batch_size), desc="evaluate", unit="batch", total=total,
+                          disable=not progress):
             if not isinstance(batch, Tensor):
                 raise TypeError(f"activation batches must be tensors, got {type(batch).__name__}")
             accumulator.add(batch)

@@ -148,8 +148,11 @@ def plot_reconstruction_fraction(r: ReconstructionFractionMatrix, out_dir, stem=
     return _figure(out_dir, stem, r, meta, draw)
 
 
-def load_activations(path: str | Path, max_tokens: int | None = None, dtype=torch.float32) -> Tensor:
-    """An activation matrix ``[n, d]`` from ``.pt``/``.npy``/``.safetensors`` (first tensor), flattened."""
+def load_activation_file(path: str | Path, max_tokens: int | None = None, dtype=torch.float32) -> Tensor:
+    """An activation matrix ``[n, d]`` from ``.pt``/``.npy``/``.safetensors`` (first tensor), flattened.
+
+    Scripts take :func:`sae_fast.commands.inputs.load_activations`, which also reads activation caches.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no activations file at {path}")

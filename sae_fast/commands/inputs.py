@@ -1,0 +1,75 @@
+"""What a command or example script is given on the command line: SAE folders, activation caches, tensor files.
+
+:func:`load_activations` is the one entry point of the stitching scripts and ``sae-fast stitch`` for
+"activations": an activation cache folder (from ``sae-fast cache``), the ``activations.bin`` inside one,
+or a ``.pt``/``.npy``/``.safetensors`` tensor file.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from sae_fast.activations.cache_format import ACTIVATIONS, MANIFEST
+from sae_fast.io.saelens import CONFIG_FILENAME
+
+Split = Literal["train", "heldout", "all"]
+
+
+def folder_kind(path: str | Path) -> Literal["cache", "sae"] | None:
+    """``"cache"`` for an activation cache folder, ``"sae"`` for a saved SAE folder, else None."""
+    path = Path(path)
+    if (path / MANIFEST).is_file() and (path / ACTIVATIONS).exists():
+        return "cache"
+    if (path / CONFIG_FILENAME).is_file():
+        return "sae"
+    return None
+
+
+def open_cache(path: str | Path, split: Split | None = None) -> Any:
+    """An :class:`~sae_fast.activations.ActivationCacheReader` of ``path``, restricted to ``split`` if the
+    reader knows splits.
+
+    Transitional: the reader is gaining a ``split=`` argument (train / held-out rows of one cache). Until
+    that lands every split is the whole cache; once it has, pass the split through and drop this probe.
+    """
+    from sae_fast.activations import ActivationCacheReader
+
+    if split is not None and "split" in inspect.signature(ActivationCacheReader).parameters:
+        return ActivationCacheReader(path, split=split)
+    return ActivationCacheReader(path)
+
+
+def load_activations(
+    path: str | Path, max_tokens: int | None = None, *, split: Split | None = "heldout",
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """The first ``max_tokens`` activation rows ``[n, d]`` of a cache folder (``split`` of it) or a tensor file."""
+    path = Path(path)
+    if path.name == ACTIVATIONS and folder_kind(path.parent) == "cache":
+        path = path.parent  # the raw memory map has no shape of its own; its manifest does
+    kind = folder_kind(path) if path.is_dir() else None
+    if kind == "cache":
+        reader = open_cache(path, split)
+        return reader.rows(0, max_tokens, dtype=dtype)
+    if kind == "sae":
+        raise ValueError(
+            f"{path} is a saved SAE folder, not activations; pass an activation cache folder (from "
+            "`sae-fast cache`, ideally one the SAEs were not trained on) or a .pt/.npy/.safetensors file"
+        )
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a folder but not an activation cache (no {MANIFEST} beside {ACTIVATIONS}); pass a "
+            "folder written by `sae-fast cache` or a .pt/.npy/.safetensors file"
+        )
+    from sae_fast.stitching.figures import load_activation_file
+
+    return load_activation_file(path, max_tokens, dtype)
+
+
+ACTIVATIONS_HELP = ("activation cache folder (from `sae-fast cache`; its held-out rows) or a .pt/.npy/.safetensors "
+                    "tensor [..., d_in]")
