@@ -109,4 +109,14 @@ def load_state(sae: SparseAutoencoder, state: dict[str, Tensor], source: str) ->
         if own[name].is_floating_point() and not tensor.is_floating_point():
             raise ValueError(f"tensor {name!r} in {source} has dtype {tensor.dtype}, expected floating point")
         converted[name] = tensor.to(dtype=own[name].dtype, device=own[name].device)
+        if converted[name].is_floating_point() and not torch.isfinite(converted[name]).all():
+            if torch.isfinite(tensor).all():
+                raise ValueError(
+                    f"tensor {name!r} in {source} is finite but too large for {converted[name].dtype}; "
+                    "load the SAE with a wider dtype (e.g. dtype=torch.float32)"
+                )
+            raise ValueError(
+                f"tensor {name!r} in {source} holds NaN or Inf, so the SAE would output NaN; the file is "
+                "corrupt or its training diverged: re-save it from a good checkpoint"
+            )
     sae.load_state_dict(converted, strict=False)
