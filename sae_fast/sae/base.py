@@ -136,8 +136,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     # ------------------------------------------------------------------ core maths
     def _tokens(self, x: Tensor) -> Tensor:
-        x = check_activations(x, self.d_in, device=self.device, check_finite=self.check_finite)
-        return x.to(self.dtype)
+        return check_activations(x, self.d_in, device=self.device, check_finite=self.check_finite, dtype=self.dtype)
 
     def _ops(self):
         return REFERENCE_OPS if self.backend == "dense" else kernel_ops(self.device, self.backend, self.dtype)
