@@ -115,8 +115,10 @@ def load_state(sae: SparseAutoencoder, state: dict[str, Tensor], source: str) ->
                     f"tensor {name!r} in {source} is finite but too large for {converted[name].dtype}; "
                     "load the SAE with a wider dtype (e.g. dtype=torch.float32)"
                 )
+            # Loaders that fold or cast before this point may have overflowed already; say so too.
             raise ValueError(
-                f"tensor {name!r} in {source} holds NaN or Inf, so the SAE would output NaN; the file is "
-                "corrupt or its training diverged: re-save it from a good checkpoint"
+                f"tensor {name!r} in {source} holds NaN or Inf as {converted[name].dtype}, so the SAE would output "
+                "NaN; the file is corrupt or its training diverged (re-save it from a good checkpoint), or its values "
+                "are too large for that dtype (load the SAE with a wider dtype)"
             )
     sae.load_state_dict(converted, strict=False)
