@@ -14,7 +14,19 @@ from sae_fast.sparse_codes import SparseCodes
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # Imported on first use: the similarity package imports Triton, which fixes its interpreter mode
+    # (TRITON_INTERPRET) at import and would slow every `import sae_fast`.
+    if name == "max_cosine_similarity":
+        from sae_fast.similarity import max_cosine_similarity
+
+        return max_cosine_similarity
+    raise AttributeError(f"module 'sae_fast' has no attribute {name!r}")
+
+
 __all__ = [
     "BatchTopKSAE", "TopKSAE", "JumpReLUSAE", "ReLUSAE", "SparseAutoencoder", "KSparseSAE",
     "TrainingOutput", "SparseCodes", "save_pretrained", "load_pretrained",
+    "max_cosine_similarity",
 ]

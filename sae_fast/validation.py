@@ -7,12 +7,14 @@ from torch import Tensor
 
 
 def check_activations(
-    x: object, d_in: int, *, device: torch.device, check_finite: bool = True, name: str = "x"
+    x: object, d_in: int, *, device: torch.device, check_finite: bool = True, name: str = "x",
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Validate activations ``[..., d_in]`` and return them flattened to ``[n_tokens, d_in]``.
 
     Leading dimensions are flattened because every statistic (L0, batch top-k budget, theta) is
-    defined per token, not per sequence.
+    defined per token, not per sequence. With ``dtype`` (the SAE's), they are also cast to it, and
+    finiteness is checked after the cast: a float64 value beyond float32's range is finite before it.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [..., {d_in}], got {type(x).__name__}")
@@ -33,8 +35,17 @@ def check_activations(
             f"{name} is on {x.device} but the SAE's parameters are on {device}; "
             f"move one of them, e.g. {name}.to({str(device)!r})"
         )
+    source = x
+    if dtype is not None:
+        x = x.to(dtype)
     if check_finite and not torch.isfinite(x).all():
         bad = (~torch.isfinite(x.reshape(-1, d_in))).any(dim=1).nonzero().flatten()
+        if torch.isfinite(source).all():
+            raise ValueError(
+                f"{name} overflows the SAE's dtype {dtype} in {bad.numel()} token(s) (first: {bad[:5].tolist()}): "
+                f"its {source.dtype} values are finite but too large for {dtype}; rescale the activations, "
+                "or load the SAE in a wider dtype"
+            )
         raise ValueError(
             f"{name} contains NaN or Inf in {bad.numel()} token(s) (first: {bad[:5].tolist()}); "
             "clean the activations, or pass check_finite=False to the SAE to skip this check for speed"

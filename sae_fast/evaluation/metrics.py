@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from sae_fast.sae.base import SparseAutoencoder
+from sae_fast.validation import check_activations
 
 
 class ReconstructionAccumulator:
@@ -42,7 +43,8 @@ class ReconstructionAccumulator:
     @torch.no_grad()
     def add(self, x: Tensor) -> None:
         sae = self.sae
-        x = x.to(sae.device).reshape(-1, sae.d_in)
+        # A plain reshape would cut a wrong-width batch into bogus tokens; the SAE checks finiteness itself.
+        x = check_activations(x.to(sae.device), sae.d_in, device=sae.device, check_finite=False, name="activations")
         # One encoder pass for the codes and the reconstruction in both spaces.
         result = sae.reconstruct(x)
         codes = result.codes

@@ -19,6 +19,23 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    # os.umask can only be read by setting it, so set it back at once.
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _ordinary_permissions(directory: Path) -> None:
+    """What a plain ``open``/``mkdir`` would give: mkdtemp makes the folder 0700, and some writers
+    (safetensors) make their files 0600, which would leave a shared save unreadable to others."""
+    umask = _current_umask()
+    os.chmod(directory, 0o777 & ~umask)
+    for entry in directory.iterdir():
+        if entry.is_file():
+            os.chmod(entry, 0o666 & ~umask)
+
+
 def _fsync_tree(directory: Path) -> None:
     for entry in directory.iterdir():
         if entry.is_file():
@@ -58,6 +75,7 @@ def atomic_directory(target: str | os.PathLike, replaceable: Collection[str]) ->
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
     try:
         yield staging
+        _ordinary_permissions(staging)
         _fsync_tree(staging)
         if target.exists():
             aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=parent))
@@ -84,9 +102,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the file ordinary permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -122,4 +122,16 @@ def load_state(sae: SparseAutoencoder, state: dict[str, Tensor], source: str) ->
         if own[name].is_floating_point() and not tensor.is_floating_point():
             raise ValueError(f"tensor {name!r} in {source} has dtype {tensor.dtype}, expected floating point")
         converted[name] = tensor.to(dtype=own[name].dtype, device=own[name].device)
+        if converted[name].is_floating_point() and not torch.isfinite(converted[name]).all():
+            if torch.isfinite(tensor).all():
+                raise ValueError(
+                    f"tensor {name!r} in {source} is finite but too large for {converted[name].dtype}; "
+                    "load the SAE with a wider dtype (e.g. dtype=torch.float32)"
+                )
+            # Loaders that fold or cast before this point may have overflowed already; say so too.
+            raise ValueError(
+                f"tensor {name!r} in {source} holds NaN or Inf as {converted[name].dtype}, so the SAE would output "
+                "NaN; the file is corrupt or its training diverged (re-save it from a good checkpoint), or its values "
+                "are too large for that dtype (load the SAE with a wider dtype)"
+            )
     sae.load_state_dict(converted, strict=False)

@@ -21,6 +21,7 @@ import torch
 from sae_fast.io import gemma_scope, native, saelens, sparsify
 from sae_fast.io.building import resolve_dtype
 from sae_fast.io.reading import read_json
+from sae_fast.kernels.dispatch import check_backend
 from sae_fast.sae import SparseAutoencoder
 
 _CONFIG = saelens.CONFIG_FILENAME  # every folder format calls its config cfg.json
@@ -30,7 +31,11 @@ _FILE_NAMES = (
 
 
 def load_pretrained(
-    path: str | os.PathLike, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None
+    path: str | os.PathLike,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    *,
+    backend: str = "auto",
 ) -> SparseAutoencoder:
     """Load an SAE saved by sae_fast, SAELens, EleutherAI sparsify or Gemma Scope.
 
@@ -39,6 +44,8 @@ def load_pretrained(
             ``sae.safetensors``, a Gemma Scope ``params.npz`` or any other ``.npz`` of that layout).
         device: where to put the SAE (default: torch's default device, normally the CPU).
         dtype: parameter dtype (default: the one the files store or their config names).
+        backend: the kernels the SAE runs with (see ``SparseAutoencoder``): a choice of this
+            machine, never read from the files.
 
     Returns:
         The matching sae_fast SAE in eval mode, computing the same codes and reconstructions as
@@ -50,7 +57,13 @@ def load_pretrained(
     if device is not None and not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
     dtype = resolve_dtype(dtype)
-    path = Path(path)
+    backend = check_backend(backend)
+    sae = _load(Path(path), device, dtype)
+    sae.backend = backend
+    return sae
+
+
+def _load(path: Path, device: torch.device | str | None, dtype: torch.dtype | None) -> SparseAutoencoder:
     if not path.exists():
         raise FileNotFoundError(f"no SAE at {path}: the path does not exist")
 

@@ -27,6 +27,7 @@ from sae_fast.io.atomic import atomic_directory
 from sae_fast.io.building import dtype_name, load_state
 from sae_fast.io.reading import read_safetensors
 from sae_fast.io.saelens import CONFIG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME, saelens_files
+from sae_fast.io.saelens import _SAELENS_ARCHITECTURE as SAELENS_ARCHITECTURE
 from sae_fast.sae import BatchTopKSAE, SparseAutoencoder
 
 FORMAT_KEY = "sae_fast"
@@ -100,6 +101,8 @@ def load_native(
     if not isinstance(config, dict):
         raise ValueError(f"{cfg_path}: the 'sae_fast' entry has no 'config' object; re-save the SAE")
     config = dict(config)
+    config.pop("backend", None)  # older saves pinned it; the loader's caller chooses it now
+    _check_agrees_with_saelens_keys(cfg, config, cfg_path)
     if dtype is not None:
         config["dtype"] = dtype_name(dtype)
     config.setdefault("seed", 0)  # parameters are overwritten below; avoid touching the global RNG
@@ -114,6 +117,8 @@ def load_native(
     weights_path = directory / WEIGHTS_FILENAME
     tensors = read_safetensors(weights_path)
     extra = read_safetensors(state_path) if state_path.exists() else None
+    if isinstance(sae, BatchTopKSAE) and "threshold" in tensors:
+        _check_uniform_threshold(tensors["threshold"], extra, weights_path)
     tensors.update(extra or {})
     if extra is None and isinstance(sae, BatchTopKSAE) and "threshold" in tensors:
         # Only the SAELens files are left: theta is the (uniform) per-latent JumpReLU threshold.
@@ -123,6 +128,36 @@ def load_native(
     _check_complete(sae, tensors, source, have_state=extra is not None)
     load_state(sae, tensors, source)
     return sae.eval()
+
+
+def _check_agrees_with_saelens_keys(cfg: Mapping[str, Any], config: Mapping[str, Any], cfg_path: Path) -> None:
+    """SAELens reads the top-level keys and sae_fast the ``"sae_fast"`` block: both must describe one SAE."""
+    expected = {"d_in": config.get("d_in"), "d_sae": config.get("d_sae")}
+    expected["architecture"] = SAELENS_ARCHITECTURE.get(config.get("architecture"))
+    clashes = [
+        f"{key}={cfg[key]!r} (the 'sae_fast' entry implies {value!r})"
+        for key, value in expected.items()
+        if key in cfg and value is not None and cfg[key] != value
+    ]
+    if clashes:
+        raise ValueError(
+            f"{cfg_path} contradicts itself: top-level {', '.join(clashes)}; SAELens and sae_fast would load "
+            "different SAEs from it. Re-save the SAE, or fix the edited entries"
+        )
+
+
+def _check_uniform_threshold(threshold: Tensor, extra: dict[str, Tensor] | None, weights_path: Path) -> None:
+    """A BatchTopK save stores theta in every latent; per-latent thresholds mean a JumpReLU's weights."""
+    theta = threshold.reshape(-1)[0]
+    # The weights file rounds theta to the SAE's dtype; the state file keeps it in float32.
+    saved_theta = theta if extra is None or "threshold" not in extra else extra["threshold"].to(theta.dtype)
+    if bool((threshold == saved_theta).all()):
+        return
+    raise ValueError(
+        f"{weights_path} holds per-latent thresholds that differ from the BatchTopK theta its config declares "
+        "(loading it as BatchTopK would replace them by one scalar); the weights were changed after sae_fast "
+        "saved them. Remove the 'sae_fast' entry from cfg.json to load them as a JumpReLU SAE, or re-save the SAE"
+    )
 
 
 def _check_complete(sae: SparseAutoencoder, tensors: dict[str, Tensor], source: str, have_state: bool) -> None:

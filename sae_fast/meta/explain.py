@@ -106,9 +106,9 @@ def collect_top_activations(
     seen = 0
     try:
         for batch in activations:
-            batch = batch.reshape(-1, sae.d_in).to(sae.device)
-            tracker.update(sae.encode_sparse(batch), seen)
-            seen += batch.shape[0]
+            codes = sae.encode_sparse(batch.to(sae.device))  # validates the width before flattening
+            tracker.update(codes, seen)
+            seen += codes.n_tokens
     finally:
         sae.train(was_training)
     if seen == 0:

@@ -64,7 +64,8 @@ def with_frozen_decoder(meta_sae: BatchTopKSAE, directions: Tensor) -> BatchTopK
     """
     if directions.shape != meta_sae.W_dec.shape:
         raise ValueError(f"directions must have shape {tuple(meta_sae.W_dec.shape)}, got {tuple(directions.shape)}")
-    copy = SparseAutoencoder.from_config_dict(meta_sae.config_dict(), device=meta_sae.device)
+    config = {**meta_sae.config_dict(), "backend": meta_sae.backend}  # config_dict leaves the backend out
+    copy = SparseAutoencoder.from_config_dict(config, device=meta_sae.device)
     copy.load_state_dict(meta_sae.state_dict())
     with torch.no_grad():
         unit = directions.to(copy.W_dec) / directions.norm(dim=1, keepdim=True).clamp_min(1e-12).to(copy.W_dec)

@@ -108,7 +108,6 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             "d_sae": d_sae,
             "dead_tokens_threshold": dead_tokens_threshold,
             "check_finite": self.check_finite,
-            "backend": backend,
             "normalize_activations": self.normalize_activations,
         }
         self.reset_parameters(seed)
@@ -130,7 +129,11 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         self.tokens_since_fired.zero_()
 
     def config_dict(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-able) that rebuild this SAE with :meth:`from_config_dict`."""
+        """Constructor arguments (JSON-able) that rebuild this SAE with :meth:`from_config_dict`.
+
+        ``backend`` is left out: it is a choice of the machine that runs the SAE (a "cpp" SAE saved
+        on a laptop must run on a GPU later), so files and checkpoints never pin it.
+        """
         return {"architecture": self.architecture, **self._config, "dtype": str(self.dtype).split(".")[-1]}
 
     @staticmethod
@@ -162,7 +165,8 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         return self.W_dec.dtype
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self._config.items() if k not in ("check_finite",))
+        shown = [f"{k}={v}" for k, v in self._config.items() if k not in ("check_finite",)]
+        return ", ".join([*shown, f"backend={self.backend}"])
 
     def save_pretrained(self, directory, *, metadata: dict[str, Any] | None = None):
         """Atomically write ``cfg.json`` + ``sae_weights.safetensors`` (loadable by SAELens 6)."""
@@ -172,8 +176,7 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     # ------------------------------------------------------------------ core maths
     def _tokens(self, x: Tensor) -> Tensor:
-        x = check_activations(x, self.d_in, device=self.device, check_finite=self.check_finite)
-        return x.to(self.dtype)
+        return check_activations(x, self.d_in, device=self.device, check_finite=self.check_finite, dtype=self.dtype)
 
     def _normalized(self, x_tokens: Tensor) -> tuple[Tensor, InputNormalization]:
         scale = 1.0

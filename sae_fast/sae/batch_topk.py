@@ -73,8 +73,11 @@ class BatchTopKSAE(KSparseSAE):
     @torch.no_grad()
     def set_threshold(self, value: float) -> None:
         """Set theta by hand (and freeze it so training does not overwrite it)."""
-        if not value > 0:
-            raise ValueError(f"theta must be > 0 (a JumpReLU threshold on positive activations), got {value}")
+        # Also refuses NaN, and inf (or a value that becomes inf in theta's float32), which would silence every latent.
+        if not 0 < value <= torch.finfo(self.threshold.dtype).max:
+            raise ValueError(
+                f"theta must be > 0 and finite (a JumpReLU threshold on positive activations), got {value}"
+            )
         self.threshold.fill_(float(value))
         self.threshold_frozen.fill_(True)
 

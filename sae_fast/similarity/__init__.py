@@ -8,7 +8,8 @@ Public entry points (all take ``queries [m1, d]`` and ``keys [m0, d]`` float ten
 
 Conventions shared by every backend (see :mod:`.max_cosine_reference`): a zero-norm row has
 cosine exactly 0 with every row; ties go to the lowest key index (so a zero query's argmax is 0);
-pairs are returned sorted by query index, then key index.
+pairs are returned sorted by query index, then key index. Inputs may be Parameters (e.g. an SAE's
+``W_dec``): the statistics are measurements, so they are computed without autograd and carry no grad.
 
 Backends: ``"blocked"`` (plain torch, one tile at a time; the CPU path, correct on any device) and
 ``"triton"`` (a fused kernel for CUDA; on CPU only under ``TRITON_INTERPRET=1``). ``"auto"`` picks
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from sae_fast.similarity.max_cosine_cpu import (
@@ -54,6 +56,7 @@ def _resolve_backend(backend: str, queries: Tensor) -> str:
     return backend
 
 
+@torch.no_grad()
 def max_cosine_similarity(
     queries: Tensor,
     keys: Tensor,
@@ -89,6 +92,7 @@ def max_cosine_similarity(
     )
 
 
+@torch.no_grad()
 def top_n_cosine_neighbours(
     queries: Tensor, keys: Tensor, n: int, *, block_size: int | tuple[int, int] | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -102,6 +106,7 @@ def top_n_cosine_neighbours(
     return top_n_cosine_neighbours_blocked(queries, keys, n, block_size=block_size)
 
 
+@torch.no_grad()
 def cosine_pairs_above(
     queries: Tensor, keys: Tensor, tau: float, *, block_size: int | tuple[int, int] | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:

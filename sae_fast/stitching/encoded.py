@@ -118,7 +118,7 @@ def encode_eval_set(small: nn.Module, large: nn.Module, x: Tensor, batch_size: i
             f"the two SAEs reconstruct different widths ({d_in} vs {large.W_dec.shape[1]}); "
             "stitching needs SAEs trained on the same activations"
         )
-    x = check_activations(x, d_in, device=small.W_dec.device).to(small.W_dec.dtype)
+    x = check_activations(x, d_in, device=small.W_dec.device, dtype=small.W_dec.dtype)
     small_codes, large_codes = encode_sparse_batched(small, x, batch_size), encode_sparse_batched(large, x, batch_size)
     return EncodedEvalSet(shared_normalized_inputs(small, large, x), small_codes, large_codes)
 

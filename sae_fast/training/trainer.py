@@ -157,9 +157,11 @@ class Trainer:
                 f"checkpoint {path} holds SAEs {sorted(saved)} but this run trains {sorted(self.saes)}"
             )
         for name, sae in self.saes.items():
-            if saved[name]["config"] != sae.config_dict():
+            # Older checkpoints hold the backend, a runtime choice that a resume may change.
+            saved_config = {key: value for key, value in saved[name]["config"].items() if key != "backend"}
+            if saved_config != sae.config_dict():
                 raise CheckpointError(
-                    f"checkpoint {path}: SAE {name!r} was saved with config {saved[name]['config']} "
+                    f"checkpoint {path}: SAE {name!r} was saved with config {saved_config} "
                     f"but this run built {sae.config_dict()}"
                 )
             sae.load_state_dict(saved[name]["state_dict"])
