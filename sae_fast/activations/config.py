@@ -41,7 +41,7 @@ class ActivationConfig:
         cache_dtype: storage dtype of an on-disk cache, "float16" (half the disk) or "float32".
         autocast: precision of the model's forward pass: "none" keeps float32; "bfloat16" runs it under
             ``torch.autocast`` (relative error 0.007 on SmolLM2 at layer 15). Its speed depends on the
-            hardware: on this project's 2-core CPU bfloat16 extracted at 0.44x the float32 rate (see the
+            hardware: on this project's 2-core CPU bfloat16 extracted at 0.44x-0.55x the float32 rate (see the
             README), so float32 is the default; try "bfloat16" on GPUs and CPUs with AMX.
         heldout_fraction: share of a cache's sequences (the last ones, whole sequences) held out from
             training for evaluation; ``ActivationCacheReader(split=...)`` picks the part to read.
