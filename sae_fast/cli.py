@@ -161,18 +161,38 @@ def load_model_by_name(name: str, device: str) -> Any:
     from sae_fast.activations import load_model, tiny_random_model
 
     if name == TINY_MODEL:
-        return tiny_random_model(device=device)
+        from sae_fast.activations.models import set_model_source
+
+        return set_model_source(tiny_random_model(device=device), TINY_MODEL)
+    print(f"loading model {name} on {device} (SmolLM2 takes ~20-25 s on a CPU) ...", file=sys.stderr, flush=True)
     return load_model(name, device, torch.float32)
 
 
+def _warn(message: str) -> None:
+    print("warning: " + message, file=sys.stderr, flush=True)
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
+    import errno
+
     from sae_fast.activations import ActivationConfig, extract_activations, text_source_from_spec
 
     config = dataclass_from_args(ActivationConfig, args)
+    texts = text_source_from_spec(args.texts, seed=config.seed)
+    if config.seed and not hasattr(texts, "seed"):
+        _warn(f"--seed {config.seed} does not change which text {args.texts!r} yields (it is always read in its "
+              "own order), so this cache holds the same sequences as seed 0; held-out rows come from "
+              "--heldout-fraction, not from another seed")
     model = load_model_by_name(args.model, args.device)
-    reader = extract_activations(model, text_source_from_spec(args.texts), args.out, config, progress=args.progress)
-    print(f"activation cache: {reader.directory} ({reader.num_rows} rows of width {reader.d_model} at "
-          f"{reader.hook_name})")
+    try:
+        reader = extract_activations(model, texts, args.out, config, progress=args.progress)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise ValueError(error.strerror) from None  # the writer's explanation; nothing is marked complete
+    everything = int(reader.manifest["count"])
+    print(f"activation cache: {reader.directory} ({everything} rows of width {reader.d_model} at "
+          f"{reader.hook_name}; {reader.num_rows} train, {everything - reader.num_rows} held out)")
     return 0
 
 
@@ -208,25 +228,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.cache:
         from sae_fast.activations import ActivationCacheReader
 
-        reader = ActivationCacheReader(args.cache)
+        reader = ActivationCacheReader(args.cache, split="train", max_norm_ratio=args.max_norm_ratio)
         d_in = reader.d_model
         batches = reader.batches(config.batch_size, seed=config.seed, epochs=args.epochs,
                                  rank=context.rank, world_size=context.world_size)
-        metadata = {"model_name": reader.model_name, "hook_name": reader.hook_name, "activation_cache": args.cache}
+        data_identity = reader.identity()
+        metadata = {"model_name": reader.model_name, "hook_name": reader.hook_name, "activation_cache": args.cache,
+                    "activation_cache_identity": data_identity, "sink_filter": reader.sink_filter_stats()}
     else:
         if context.enabled:
             raise ValueError("--live streaming does not shard across ranks; extract a cache and train --cache")
         from sae_fast.activations import ActivationConfig, ActivationStream, text_source_from_spec
 
-        act_config = dataclass_from_args(ActivationConfig, args, prefix="act_", batch_size=config.batch_size)
+        act_config = dataclass_from_args(ActivationConfig, args, prefix="act_", batch_size=config.batch_size,
+                                         max_norm_ratio=args.max_norm_ratio)
         model = load_model_by_name(args.model, config.device)
         stream = ActivationStream(model, text_source_from_spec(args.texts), act_config)
         d_in = stream.d_model
         batches = fixed_size_batches(stream, config.batch_size)
-        metadata = {"model_name": args.model, "hook_name": act_config.hook_name}
+        data_identity = None  # a live stream is checked by replaying it (CountingBatches)
+        metadata = {"model_name": args.model, "hook_name": act_config.hook_name,
+                    "sink_filter": {"max_norm_ratio": act_config.max_norm_ratio,
+                                    "median_estimated_from": "first forward batch"}}
     config.extra.update(metadata)
     saes = build_saes(args.sae, d_in, config.seed)
-    result = Trainer(saes, config, distributed=context).train(batches)
+    result = Trainer(saes, config, distributed=context, data_identity=data_identity).train(batches)
     if context.is_main:
         from sae_fast.io import save_pretrained
         from sae_fast.io.atomic import atomic_write_text
@@ -253,14 +279,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from sae_fast.activations import ActivationCacheReader
+    from sae_fast.activations.cache_format import manifest_field, read_manifest
     from sae_fast.evaluation import evaluate
     from sae_fast.io import load_pretrained
 
-    reader = ActivationCacheReader(args.cache)
-    rows = reader.activations if args.max_rows is None else reader.activations[: args.max_rows]
+    split = args.split
+    if not Path(args.cache).is_dir():
+        raise FileNotFoundError(f"activation cache directory {args.cache} does not exist")
+    if split == "heldout" and manifest_field(read_manifest(Path(args.cache)), "heldout_sequences") == 0:
+        _warn(f"{args.cache} has no held-out split (extracted before held-out splits existed or with "
+              "--heldout-fraction 0): evaluating on ALL its rows, which training may have seen; re-extract "
+              "it with `sae-fast cache` for held-out numbers")
+        split = "all"
+    elif split != "heldout":
+        _warn(f"--split {split} evaluates on training rows: the numbers flatter SAEs trained on this cache")
+    reader = ActivationCacheReader(args.cache, split=split, max_norm_ratio=args.max_norm_ratio)
+    rows = reader.kept_activations(args.max_rows)
     model = tokens = hook = None
     if args.ce_sequences:
-        model = load_model_by_name(args.model or reader.model_name, args.device)
+        model = load_model_by_name(args.model or reader.model_source, args.device)
         tokens = torch.from_numpy(reader.tokens[: args.ce_sequences].astype("int64"))
         hook = reader.hook_name
     results = {}
@@ -268,7 +305,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sae = load_pretrained(path, device=args.device)
         result = evaluate(sae, rows, model=model, tokens=tokens, hook_name=hook, batch_size=args.batch_size,
                           first_position=reader.first_position, progress=args.progress)
-        results[path] = result.to_dict()
+        results[path] = {**result.to_dict(), "split": reader.split, "sink_filter": reader.sink_filter_stats()}
         print(f"{path}: NMSE={result.nmse:.4f} FVE={result.fraction_variance_explained:.4f} "
               f"L0={result.mean_l0:.2f} dead={result.dead_fraction:.3%}"
               + (f" CE+{result.ce_degradation:.4f} nats" if result.ce_degradation is not None else ""))
@@ -304,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--texts", default="offline-prose", help=texts_help + " (default: %(default)s)")
     cache.add_argument("--device", default="cpu", help="device the model runs on")
     cache.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
-    add_dataclass_arguments(cache, ActivationConfig, skip=("batch_size", "shuffle_buffer_size"),
+    add_dataclass_arguments(cache, ActivationConfig, skip=("batch_size", "shuffle_buffer_size", "max_norm_ratio"),
                             defaults={"max_tokens": 1_000_000})
     cache.set_defaults(func=cmd_cache)
 
@@ -333,18 +370,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default=OFFLINE_DEFAULT_MODEL, help="with --live: " + model_help + " (default: %(default)s)")
     train.add_argument("--texts", default="offline-prose", help="with --live: " + texts_help + " (default: %(default)s)")
     add_dataclass_arguments(train, TrainConfig)
-    add_dataclass_arguments(train, ActivationConfig, prefix="act_", skip=("batch_size", "max_tokens", "cache_dtype"))
+    train.add_argument("--max-norm-ratio", type=float, default=None,
+                       help="drop attention-sink rows whose norm exceeds this multiple of the median norm "
+                            "(with --live the median comes from the first forward batch; default: keep all)")
+    add_dataclass_arguments(train, ActivationConfig, prefix="act_",
+                            skip=("batch_size", "max_tokens", "cache_dtype", "heldout_fraction", "max_norm_ratio"))
     train.set_defaults(func=cmd_train)
 
     evaluation = commands.add_parser("eval", help="evaluate saved SAEs on held-out activations",
                                      description="NMSE, variance explained, L0 histogram, dead latents and "
                                                  "(with --ce-sequences) CE degradation of saved SAEs.")
     evaluation.add_argument("--sae", action="append", required=True, help="saved SAE folder (repeatable)")
-    evaluation.add_argument("--cache", required=True, help="held-out activation cache (not the training one)")
+    evaluation.add_argument("--cache", required=True, help="activation cache (from `sae-fast cache`)")
+    evaluation.add_argument("--split", choices=("heldout", "train", "all"), default="heldout",
+                            help="rows of the cache to evaluate on (default: %(default)s, never seen by training)")
+    evaluation.add_argument("--max-norm-ratio", type=float, default=None,
+                            help="drop attention-sink rows above this multiple of the median norm (default: keep all)")
     evaluation.add_argument("--max-rows", type=_optional_int, default=None, help="evaluate on the first N rows only")
     evaluation.add_argument("--ce-sequences", type=int, default=0,
-                            help="also measure CE degradation on the cache's first N token sequences")
-    evaluation.add_argument("--model", default=None, help="model for CE (default: the cache's model); " + model_help)
+                            help="also measure CE degradation on the split's first N token sequences")
+    evaluation.add_argument("--model", default=None, help="model for CE (default: the one the cache was extracted "
+                                                           "with, offline when it was); " + model_help)
     evaluation.add_argument("--batch-size", type=int, default=4096, help="activations per SAE batch")
     evaluation.add_argument("--device", default="cpu", help="device for the SAE and the model")
     evaluation.add_argument("--out", default=None, help="write the results as JSON here")

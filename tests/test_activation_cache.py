@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
@@ -30,7 +32,7 @@ def model():
 
 def _config(**overrides) -> ActivationConfig:
     base = dict(hook_name=HOOK, seq_len=16, model_batch_size=3, batch_size=8, shuffle_buffer_size=0,
-                max_tokens=150, cache_dtype="float32")
+                max_tokens=150, cache_dtype="float32", heldout_fraction=0.0)
     return ActivationConfig(**{**base, **overrides})
 
 
@@ -221,3 +223,128 @@ def test_reader_batches_sample_and_mean(model, tmp_path):
 def test_empty_text_is_an_error(model, tmp_path):
     with pytest.raises(ValueError, match="no complete sequence"):
         extract_activations(model, TextList(["too short"]), tmp_path / "c", _config(), progress=False)
+
+
+def _sinks_every_chunk(monkeypatch, scale: float = 100.0) -> None:
+    """Make row 0 of every extracted chunk an attention-sink-like row (norm ``scale`` times larger)."""
+    real = cache_writer.activation_rows
+
+    def with_sink(*args, **kwargs):
+        rows = real(*args, **kwargs).clone()
+        rows[0] *= scale
+        return rows
+
+    monkeypatch.setattr(cache_writer, "activation_rows", with_sink)
+
+
+def test_heldout_split_is_the_last_sequences_and_never_trained_on(model, tmp_path):
+    directory = tmp_path / "c"
+    extract_activations(model, TextList(DOCS), directory, _config(heldout_fraction=0.2), progress=False)
+    train = ActivationCacheReader(directory)
+    heldout = ActivationCacheReader(directory, split="heldout")
+    everything = ActivationCacheReader(directory, split="all")
+    assert train.manifest["heldout_sequences"] == 2 and train.split == "train"
+    assert (train.num_sequences, heldout.num_sequences, everything.num_sequences) == (8, 2, 10)
+    assert (train.num_rows, heldout.num_rows, everything.num_rows) == (120, 30, 150)
+    assert heldout.first_sequence == 8 and np.array_equal(heldout.tokens, everything.tokens[8:])
+    torch.testing.assert_close(torch.cat([train.rows(), heldout.rows()]), everything.rows())
+    assert heldout.row_origin(np.array([0, 29]))[0].tolist() == [0, 1]  # rows of heldout.tokens
+    seen = {tuple(r) for b in train.batches(8, seed=0, epochs=3) for r in b.tolist()}
+    assert seen and seen.isdisjoint({tuple(r) for r in heldout.rows().tolist()})
+    with pytest.raises(ValueError, match="split must be one of"):
+        ActivationCacheReader(directory, split="test")
+
+
+def test_cache_without_heldout_split_or_new_fields_reads_as_before(model, tmp_path):
+    directory = tmp_path / "c"
+    new = extract_activations(model, TextList(DOCS), directory, _config(heldout_fraction=0.2), progress=False)
+    fingerprint, norms = new.fingerprint, np.array(new.all_row_norms())
+    manifest = json.loads((directory / "manifest.json").read_text())
+    for field in ("heldout_sequences", "heldout_fraction", "fingerprint", "row_norms", "model_source", "autocast"):
+        del manifest[field]
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    (directory / "norms.bin").unlink()
+    old = ActivationCacheReader(directory)
+    assert old.num_rows == 150 and old.fingerprint == fingerprint
+    np.testing.assert_allclose(old.all_row_norms(), norms, rtol=1e-6)
+    assert old.model_source == "tiny-random-llama"  # the label, for lack of anything better
+    with pytest.raises(ValueError, match="before held-out splits existed"):
+        ActivationCacheReader(directory, split="heldout")
+    with pytest.raises(ValueError, match="autocast: cache has 'none', now 'bfloat16'"):
+        manifest["complete"] = False
+        (directory / "manifest.json").write_text(json.dumps(manifest))
+        extract_activations(model, TextList(DOCS), directory, _config(autocast="bfloat16"), progress=False)
+
+
+def test_fingerprint_and_identity_tell_caches_apart(model, tmp_path):
+    a = extract_activations(model, TextList(DOCS), tmp_path / "a", _config(), progress=False)
+    b = extract_activations(model, TextList(DOCS), tmp_path / "b", _config(), progress=False)
+    c = extract_activations(model, TextList(DOCS[1:]), tmp_path / "c", _config(), progress=False)
+    assert a.fingerprint.startswith("sha256:") and a.fingerprint == b.fingerprint != c.fingerprint
+    assert a.manifest["fingerprint"] == a.fingerprint
+    identity = ActivationCacheReader(tmp_path / "a", split="all", max_norm_ratio=5.0).identity()
+    assert identity == {"model": "tiny-random-llama", "hook_name": HOOK, "d_model": 32, "dtype": "float32",
+                        "count": 150, "fingerprint": a.fingerprint, "split": "all", "max_norm_ratio": 5.0}
+
+
+def test_sink_rows_are_stored_with_their_norms_and_filtered_when_reading(model, tmp_path, monkeypatch):
+    _sinks_every_chunk(monkeypatch)
+    directory = tmp_path / "c"
+    extract_activations(model, TextList(DOCS), directory, _config(), progress=False)  # 4 chunks of 3 sequences
+    plain = ActivationCacheReader(directory)
+    np.testing.assert_allclose(plain.all_row_norms(), plain.rows().norm(dim=1).numpy(), rtol=1e-5)
+    assert plain.kept_rows is None and plain.sink_filter_stats() == {
+        "max_norm_ratio": None, "split_rows": 150, "excluded_rows": 0}
+    reader = ActivationCacheReader(directory, max_norm_ratio=10.0)
+    stats = reader.sink_filter_stats()
+    assert stats["excluded_rows"] == 4 and reader.num_kept_rows == 146 and stats["excluded_fraction"] == 4 / 150
+    assert stats["threshold"] == pytest.approx(10 * np.median(plain.all_row_norms()))
+    sinks = {0, 45, 90, 135}
+    assert set(range(150)) - set(reader.kept_rows.tolist()) == sinks
+    kept = plain.rows()[reader.kept_rows]
+    torch.testing.assert_close(reader.mean(), kept.double().mean(0).float())
+    served = torch.cat(list(reader.batches(16, seed=1, epochs=1)))
+    assert served.shape == (16 * (146 // 16), 32) and float(served.norm(dim=1).max()) <= stats["threshold"]
+    assert np.array_equal(reader.kept_activations(), plain.activations[reader.kept_rows])
+    assert float(reader.sample(146).norm(dim=1).max()) <= stats["threshold"]
+
+
+def test_full_disk_fails_up_front_and_leaves_no_cache(model, tmp_path, monkeypatch):
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cache_writer.os, "posix_fallocate", no_space)
+    directory = tmp_path / "c"
+    with pytest.raises(OSError, match="no space left on the device .* needs") as caught:
+        extract_activations(model, TextList(DOCS), directory, _config(), progress=False)
+    assert caught.value.errno == errno.ENOSPC
+    assert not directory.exists() or list(directory.iterdir()) == []
+
+
+def test_unwritable_directory_is_a_clear_error(model, tmp_path, monkeypatch):
+    def denied(fd, offset, length):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(cache_writer.os, "posix_fallocate", denied)
+    with pytest.raises(OSError, match="cannot write the cache .*read-only file system"):
+        extract_activations(model, TextList(DOCS), tmp_path / "ro", _config(), progress=False)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_directory_is_a_clear_error(model, tmp_path):
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        with pytest.raises(OSError, match="cannot write the cache .*permission denied"):
+            extract_activations(model, TextList(DOCS), parent / "c", _config(), progress=False)
+    finally:
+        parent.chmod(0o700)
+
+
+def test_bfloat16_autocast_is_recorded_and_close_to_float32(model, tmp_path):
+    full = extract_activations(model, TextList(DOCS), tmp_path / "f32", _config(), progress=False)
+    half = extract_activations(model, TextList(DOCS), tmp_path / "bf16", _config(autocast="bfloat16"), progress=False)
+    assert (full.manifest["autocast"], half.manifest["autocast"]) == ("none", "bfloat16")
+    error = (half.rows() - full.rows()).norm() / full.rows().norm()
+    assert 0 < float(error) < 0.05

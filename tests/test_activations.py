@@ -39,6 +39,7 @@ from sae_fast.activations import (
     token_sequences,
     zero_ablation,
 )
+from sae_fast.activations.models import model_source
 from sae_fast.activations.sequences import default_separator_token_id
 
 DOCS = [
@@ -293,6 +294,39 @@ def test_stream_max_tokens_and_validation(model):
         ActivationStream(model, TextList(DOCS), _config(hook_name="blocks.1.hook_nothing"))
 
 
+def test_stream_drops_rows_above_the_median_norm_of_the_first_batch(model, monkeypatch):
+    import sae_fast.activations.stream as stream_module
+
+    real = stream_module.activation_rows
+
+    def with_sink(*args, **kwargs):
+        rows = real(*args, **kwargs).clone()
+        rows[0] *= 100.0  # one sink row per forward batch
+        return rows
+
+    monkeypatch.setattr(stream_module, "activation_rows", with_sink)
+    config = _config(shuffle_buffer_size=0, max_norm_ratio=10.0)
+    stream = ActivationStream(model, TextList(DOCS), config)
+    kept = torch.cat(list(stream))
+    unfiltered = torch.cat(list(ActivationStream(model, TextList(DOCS), _config(shuffle_buffer_size=0))))
+    stats = stream.sink_filter_stats()
+    n_forward = -(-stream.sequences_read // config.model_batch_size)
+    assert stats["excluded_rows"] == n_forward and stats["median_estimated_from"] == "first forward batch"
+    assert float(kept.norm(dim=1).max()) <= stats["threshold"] < float(unfiltered.norm(dim=1).max())
+    assert ActivationStream(model, TextList(DOCS), _config()).sink_filter_stats() == {
+        "max_norm_ratio": None, "excluded_rows": 0}
+    with pytest.raises(ValueError, match="max_norm_ratio"):
+        _config(max_norm_ratio=0.5)
+
+
+def test_bfloat16_autocast_rows_are_float32_and_close(model, tokens):
+    full = activation_rows(model, tokens, "blocks.1.hook_resid_post")
+    half = activation_rows(model, tokens, "blocks.1.hook_resid_post", autocast="bfloat16")
+    assert half.dtype == torch.float32 and 0 < float((half - full).norm() / full.norm()) < 0.05
+    with pytest.raises(ValueError, match="autocast"):
+        _config(autocast="float8")
+
+
 def test_activation_rows_layout(model, tokens):
     rows = activation_rows(model, tokens, "blocks.0.hook_resid_post", first_position=2)
     acts = capture_activations(model, tokens, "blocks.0.hook_resid_post")
@@ -347,6 +381,12 @@ def test_spec_parsing_does_not_touch_the_network():
     assert text_source_from_spec("hf:user/data:validation:body").fingerprint == "hf:user/data::validation:body"
     with pytest.raises(ValueError):
         text_source_from_spec("hf:")
+
+
+def test_seed_reorders_offline_prose_only(tmp_path):
+    assert text_source_from_spec("offline-prose", seed=3).seed == 3
+    (tmp_path / "a.txt").write_text("some text")
+    assert not hasattr(text_source_from_spec(str(tmp_path), seed=3), "seed")
 
 
 def test_offline_prose_extracts_docstring_and_rest_prose(tmp_path):
@@ -407,6 +447,7 @@ def test_smollm2_offline_load_and_position0_norm():
     find_smollm2_gguf()
     smol = load_model()
     assert smol.cfg.d_model == 576 and smol.cfg.n_layers == 30
+    assert model_source(smol) == "smollm2-135m-gguf"  # so a cache of it is CE-evaluated offline
     text = " ".join(DOCS[:2]) * 10
     ids = smol.tokenizer(text, add_special_tokens=False)["input_ids"][:64]
     acts = capture_activations(smol, torch.tensor([ids]), resid_hook_name(15))

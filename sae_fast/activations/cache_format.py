@@ -7,16 +7,28 @@ A cache is a directory holding
   position ``p``;
 - ``tokens.bin``: raw int32 ``[capacity_sequences, seq_len]`` token ids of those sequences (for CE
   evaluation, top-activating examples and for checking that a resumed extraction reads the same text);
+- ``norms.bin`` (when the manifest says ``row_norms: true``): raw float32 ``[capacity_rows]`` L2 norm of
+  every stored row, so attention-sink rows can be dropped when reading without a pass over the rows;
 - ``manifest.json``: what the rows are (model, hook, seq_len, first_position, dtype, d_model, text source
   fingerprint, ...), how many sequences were asked for (``requested_sequences``), how many the files
   hold (``capacity_sequences``; fewer when the text ran out) and how many are complete (``count``
   rows = ``sequences`` whole sequences). The
   manifest is replaced atomically after the data it counts has been flushed, so ``count`` never
   covers unwritten rows.
+
+Optional manifest fields (caches written before they existed lack them and are read as noted):
+
+- ``heldout_sequences``: the last this-many of the ``capacity_sequences`` are the held-out split, never
+  served to training (absent: 0, everything is training data); ``heldout_fraction`` asked for them;
+- ``fingerprint``: :func:`content_fingerprint` of the finished cache (absent: computed when read);
+- ``model_source``: the name ``load_model`` / ``sae-fast --model`` takes to load the model again
+  (``model`` is only its label; absent: guessed from the label);
+- ``autocast``: the forward precision (absent: "none", float32).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -30,13 +42,60 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ACTIVATIONS = "activations.bin"
 TOKENS = "tokens.bin"
+NORMS = "norms.bin"
 TOKEN_DTYPE = np.int32
+NORM_DTYPE = np.float32
+SPLITS = ("train", "heldout", "all")
+FINGERPRINT_ROWS = 1024
+"""Activation rows (evenly strided) hashed into the fingerprint besides every token id."""
 
 # Fields that must match for a resumed extraction to continue an existing cache.
 IDENTITY_FIELDS = (
     "model", "hook_name", "seq_len", "first_position", "prepend_bos", "dtype", "d_model",
-    "text_source", "requested_sequences",
+    "text_source", "requested_sequences", "autocast", "heldout_fraction",
 )
+# What a manifest written before a field existed meant by its absence.
+LEGACY_DEFAULTS = {"autocast": "none", "heldout_fraction": 0.0, "heldout_sequences": 0, "row_norms": False}
+
+
+def manifest_field(manifest: dict[str, Any], name: str) -> Any:
+    """``manifest[name]``, or what an older cache without the field meant."""
+    return manifest.get(name, LEGACY_DEFAULTS.get(name))
+
+
+def heldout_count(fraction: float, sequences: int) -> int:
+    """Sequences held out for ``fraction``: at least one when asked for any, never all of them."""
+    if fraction <= 0 or sequences < 2:
+        return 0
+    return min(sequences - 1, max(1, round(fraction * sequences)))
+
+
+def split_sequences(manifest: dict[str, Any], split: str) -> tuple[int, int]:
+    """``(first, stop)`` sequence indices of ``split`` among the complete sequences.
+
+    The held-out split is the last ``heldout_sequences`` of the planned ``capacity_sequences``, so a
+    partial cache never serves to training a sequence that will be held out once it is finished.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    done = manifest["sequences"]
+    boundary = min(done, manifest["capacity_sequences"] - manifest_field(manifest, "heldout_sequences"))
+    return {"train": (0, boundary), "heldout": (boundary, done), "all": (0, done)}[split]
+
+
+def row_norms(rows: np.ndarray) -> np.ndarray:
+    """float32 L2 norm of each row (accumulated in float32, so float16 rows cannot overflow)."""
+    return np.linalg.norm(np.asarray(rows, dtype=np.float32), axis=1).astype(NORM_DTYPE)
+
+
+def content_fingerprint(tokens: np.ndarray, activations: np.ndarray) -> str:
+    """SHA-256 over every token id and ``FINGERPRINT_ROWS`` evenly strided activation rows (cheap)."""
+    digest = hashlib.sha256()
+    digest.update(f"{tokens.shape}|{activations.shape}|{activations.dtype}".encode())
+    digest.update(np.ascontiguousarray(tokens).tobytes())
+    stride = max(1, activations.shape[0] // FINGERPRINT_ROWS)
+    digest.update(np.ascontiguousarray(activations[::stride]).tobytes())
+    return "sha256:" + digest.hexdigest()
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
@@ -61,13 +120,16 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def expected_file_sizes(manifest: dict[str, Any]) -> dict[str, int]:
-    """Byte sizes ``activations.bin`` and ``tokens.bin`` must have for ``manifest``."""
+    """Byte sizes the data files (``activations.bin``, ``tokens.bin``, ``norms.bin``) must have."""
     itemsize = np.dtype(manifest["dtype"]).itemsize
     capacity_rows = manifest["capacity_sequences"] * manifest["rows_per_sequence"]
-    return {
+    sizes = {
         ACTIVATIONS: capacity_rows * manifest["d_model"] * itemsize,
         TOKENS: manifest["capacity_sequences"] * manifest["seq_len"] * np.dtype(TOKEN_DTYPE).itemsize,
     }
+    if manifest_field(manifest, "row_norms"):
+        sizes[NORMS] = capacity_rows * np.dtype(NORM_DTYPE).itemsize
+    return sizes
 
 
 def check_files(directory: Path, manifest: dict[str, Any]) -> None:

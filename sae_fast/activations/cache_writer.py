@@ -9,10 +9,17 @@ re-tokenizes the text, checks that the sequences already stored are exactly the 
 
 Activations are checked for NaN/Inf before they are stored (after the cast, so float16 overflow is
 caught too); the error names the offending rows and their sequence/position.
+
+The data files are preallocated (``os.posix_fallocate``) before anything is written: a disk too small
+fails right away with an OSError saying how much space is needed, instead of a SIGBUS from a
+memory-mapped write into a hole of a sparse file. Files created by a failed start are removed, and a
+cache is only marked ``complete`` once every row is flushed.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from collections.abc import Iterable
 from itertools import islice
@@ -29,16 +36,23 @@ from sae_fast.activations.cache_format import (
     FORMAT_VERSION,
     IDENTITY_FIELDS,
     MANIFEST,
+    NORM_DTYPE,
+    NORMS,
     TOKEN_DTYPE,
     TOKENS,
     check_files,
+    content_fingerprint,
+    expected_file_sizes,
+    heldout_count,
+    manifest_field,
     read_manifest,
+    row_norms,
     write_manifest,
 )
 from sae_fast.activations.cache_reader import ActivationCacheReader
 from sae_fast.activations.config import ActivationConfig
 from sae_fast.activations.hooks import check_hook_name
-from sae_fast.activations.models import model_d_model, model_label
+from sae_fast.activations.models import model_d_model, model_label, model_source
 from sae_fast.activations.sequences import batched
 from sae_fast.activations.stream import activation_rows, config_sequences
 
@@ -62,6 +76,7 @@ def _new_manifest(model: Any, texts: Iterable[str], config: ActivationConfig, to
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "model": model_label(model),
+        "model_source": model_source(model),
         "tokenizer": str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__),
         "hook_name": config.hook_name,
         "seq_len": config.seq_len,
@@ -72,6 +87,10 @@ def _new_manifest(model: Any, texts: Iterable[str], config: ActivationConfig, to
         "rows_per_sequence": rows_per_sequence,
         "requested_sequences": capacity_sequences,
         "capacity_sequences": capacity_sequences,
+        "heldout_fraction": float(config.heldout_fraction),
+        "heldout_sequences": heldout_count(config.heldout_fraction, capacity_sequences),
+        "autocast": config.autocast,
+        "row_norms": True,
         "text_source": _source_fingerprint(texts),
         "sequences": 0,
         "count": 0,
@@ -81,7 +100,8 @@ def _new_manifest(model: Any, texts: Iterable[str], config: ActivationConfig, to
 
 
 def _check_resumable(directory: Path, existing: dict[str, Any], wanted: dict[str, Any]) -> None:
-    mismatched = {k: (existing.get(k), wanted[k]) for k in IDENTITY_FIELDS if existing.get(k) != wanted[k]}
+    mismatched = {k: (manifest_field(existing, k), wanted[k]) for k in IDENTITY_FIELDS
+                  if manifest_field(existing, k) != wanted[k]}
     if mismatched:
         details = ", ".join(f"{k}: cache has {old!r}, now {new!r}" for k, (old, new) in mismatched.items())
         raise ValueError(
@@ -89,6 +109,53 @@ def _check_resumable(directory: Path, existing: dict[str, Any], wanted: dict[str
             "extract into a new directory or delete this one"
         )
     check_files(directory, existing)
+
+
+def _explain_os_error(error: OSError, directory: Path, manifest: dict[str, Any]) -> OSError:
+    """The same OSError (errno kept) with what it means for the cache and how to get past it."""
+    needed = sum(expected_file_sizes(manifest).values())
+    if error.errno == errno.ENOSPC:
+        advice = (f"no space left on the device for the cache in {directory} (it needs {needed / 2**30:.2f} GiB); "
+                  "free space, extract to another disk, lower max_tokens or use cache_dtype='float16'")
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = (f"cannot write the cache in {directory} ({os.strerror(error.errno).lower()}); "
+                  "extract into a directory you can write to")
+    else:
+        advice = f"could not write the cache in {directory}: {error.strerror or error}"
+    return OSError(error.errno, advice, error.filename)
+
+
+def _preallocate(path: Path, size: int) -> None:
+    """Create or extend ``path`` to ``size`` bytes backed by disk blocks (not a sparse hole)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # never truncates: a resumed cache keeps its rows
+    try:
+        if size == 0:
+            return
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except AttributeError:  # no posix_fallocate (macOS): sparse, as before
+            os.ftruncate(fd, size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            os.ftruncate(fd, size)  # a filesystem that cannot preallocate: sparse, as before
+    finally:
+        os.close(fd)
+
+
+def _allocate_files(directory: Path, manifest: dict[str, Any], *, created: bool) -> None:
+    """Preallocate the data files; on failure remove what this call created and explain the error."""
+    names = list(expected_file_sizes(manifest).items())
+    try:
+        if created:
+            directory.mkdir(parents=True, exist_ok=True)
+        for name, size in names:
+            _preallocate(directory / name, size)
+    except OSError as error:
+        if created:
+            for name, _ in names:
+                (directory / name).unlink(missing_ok=True)
+        raise _explain_os_error(error, directory, manifest) from error
 
 
 def _check_finite(rows: torch.Tensor, first_row: int, rows_per_sequence: int, first_position: int) -> None:
@@ -131,24 +198,27 @@ def extract_activations(
         _check_resumable(directory, manifest, wanted)
         if manifest["complete"]:
             return ActivationCacheReader(directory)
+        _allocate_files(directory, manifest, created=False)  # fills the holes of an older, sparse cache
     else:
         if directory.exists() and any(directory.iterdir()):
             raise ValueError(f"{directory} exists, is not empty and has no {MANIFEST}; extract into an empty or new directory")
-        directory.mkdir(parents=True, exist_ok=True)
         manifest = wanted
-        for name, shape, dtype in (
-            (ACTIVATIONS, (manifest["capacity_sequences"] * manifest["rows_per_sequence"], manifest["d_model"]), manifest["dtype"]),
-            (TOKENS, (manifest["capacity_sequences"], manifest["seq_len"]), TOKEN_DTYPE),
-        ):
-            with open(directory / name, "wb") as handle:
-                handle.truncate(int(np.prod(shape)) * np.dtype(dtype).itemsize)  # sparse until written
-        write_manifest(directory, manifest)
+        _allocate_files(directory, manifest, created=True)
+        try:
+            write_manifest(directory, manifest)
+        except OSError as error:
+            raise _explain_os_error(error, directory, manifest) from error
 
     rows_per_sequence = manifest["rows_per_sequence"]
     capacity = manifest["capacity_sequences"]
-    acts = np.memmap(directory / ACTIVATIONS, dtype=manifest["dtype"], mode="r+",
-                     shape=(capacity * rows_per_sequence, manifest["d_model"]))
-    stored_tokens = np.memmap(directory / TOKENS, dtype=TOKEN_DTYPE, mode="r+", shape=(capacity, manifest["seq_len"]))
+    try:
+        acts = np.memmap(directory / ACTIVATIONS, dtype=manifest["dtype"], mode="r+",
+                         shape=(capacity * rows_per_sequence, manifest["d_model"]))
+        stored_tokens = np.memmap(directory / TOKENS, dtype=TOKEN_DTYPE, mode="r+", shape=(capacity, manifest["seq_len"]))
+        norms = (np.memmap(directory / NORMS, dtype=NORM_DTYPE, mode="r+", shape=(capacity * rows_per_sequence,))
+                 if manifest_field(manifest, "row_norms") else None)
+    except OSError as error:
+        raise _explain_os_error(error, directory, manifest) from error
     torch_dtype = getattr(torch, manifest["dtype"])
 
     sequences = config_sequences(texts, tokenizer, config)
@@ -169,7 +239,7 @@ def extract_activations(
                desc=f"extract {config.hook_name}", disable=not progress)
     try:
         for tokens in batched(islice(sequences, capacity - done), config.model_batch_size):
-            rows = activation_rows(model, tokens, config.hook_name, config.first_position)
+            rows = activation_rows(model, tokens, config.hook_name, config.first_position, config.autocast)
             rows = rows.to(device="cpu", dtype=torch_dtype)
             first_row = done * rows_per_sequence
             _check_finite(rows, first_row, rows_per_sequence, config.first_position)
@@ -177,23 +247,31 @@ def extract_activations(
             stored_tokens[done : done + tokens.shape[0]] = tokens.numpy().astype(TOKEN_DTYPE)
             acts.flush()
             stored_tokens.flush()
+            if norms is not None:
+                norms[first_row : first_row + rows.shape[0]] = row_norms(rows.numpy())
+                norms.flush()
             done += tokens.shape[0]
             manifest = {**manifest, "sequences": done, "count": done * rows_per_sequence}
             write_manifest(directory, manifest)
             bar.update(rows.shape[0])
     finally:
         bar.close()
-        del acts, stored_tokens
+        del acts, stored_tokens, norms
 
     if done == 0:
         raise ValueError(
             f"the text source yielded no complete sequence of {config.seq_len} tokens; nothing was written to {directory}"
         )
     if done < capacity:  # the text ran out: shrink the files to what was written
-        for name, row_bytes in ((ACTIVATIONS, rows_per_sequence * manifest["d_model"] * np.dtype(manifest["dtype"]).itemsize),
-                                (TOKENS, manifest["seq_len"] * np.dtype(TOKEN_DTYPE).itemsize)):
-            with open(directory / name, "r+b") as handle:
-                handle.truncate(done * row_bytes)
         manifest = {**manifest, "capacity_sequences": done}
-    write_manifest(directory, {**manifest, "complete": True, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        if "heldout_sequences" in manifest:
+            manifest["heldout_sequences"] = heldout_count(manifest["heldout_fraction"], done)
+        for name, size in expected_file_sizes(manifest).items():
+            os.truncate(directory / name, size)
+        write_manifest(directory, manifest)
+    written = ActivationCacheReader(directory, split="all", check_finite=False, allow_incomplete=True)
+    fingerprint = content_fingerprint(written.tokens, written.activations)
+    del written
+    write_manifest(directory, {**manifest, "complete": True, "fingerprint": fingerprint,
+                               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return ActivationCacheReader(directory)

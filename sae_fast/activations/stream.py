@@ -10,25 +10,40 @@ once with :func:`sae_fast.activations.cache.extract_activations` instead.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from sae_fast.activations.config import ActivationConfig
 from sae_fast.activations.hooks import capture_activations, check_hook_name
-from sae_fast.activations.models import model_d_model
+from sae_fast.activations.models import model_d_model, model_device
 from sae_fast.activations.sequences import batched, token_sequences
 from sae_fast.activations.shuffle import ShuffleBuffer
 
 
-def activation_rows(model: Any, tokens: Tensor, hook_name: str, first_position: int = 1) -> Tensor:
+def forward_precision(model: Any, autocast: str) -> contextlib.AbstractContextManager[Any]:
+    """The context the model's forward pass runs in for ``ActivationConfig.autocast``."""
+    if autocast == "none":
+        return contextlib.nullcontext()
+    if autocast != "bfloat16":
+        raise ValueError(f"autocast must be 'bfloat16' or 'none', got {autocast!r}")
+    return torch.autocast(device_type=model_device(model).type, dtype=torch.bfloat16)
+
+
+def activation_rows(
+    model: Any, tokens: Tensor, hook_name: str, first_position: int = 1, autocast: str = "none"
+) -> Tensor:
     """Activations ``[batch * (seq - first_position), d]`` for ``tokens`` ``[batch, seq]``, sequence-major.
 
-    Row ``i * (seq - first_position) + (p - first_position)`` is sequence ``i`` at position ``p``.
+    Row ``i * (seq - first_position) + (p - first_position)`` is sequence ``i`` at position ``p``. With
+    ``autocast="bfloat16"`` the forward pass runs under ``torch.autocast``; the rows are float32 either way.
     """
-    acts = capture_activations(model, tokens, hook_name)
+    with forward_precision(model, autocast):
+        acts = capture_activations(model, tokens, hook_name).float()
     if acts.dim() != 3:
         raise ValueError(
             f"hook {hook_name!r} gives activations of shape {tuple(acts.shape)}; only [batch, seq, d] hooks "
@@ -53,6 +68,11 @@ class ActivationStream:
         progress: show a tqdm bar counting activation rows.
 
     After (or during) iteration ``rows_yielded`` and ``sequences_read`` count what was produced.
+
+    With ``config.max_norm_ratio`` rows whose L2 norm exceeds that multiple of the median norm are
+    dropped (attention sinks). A stream cannot see the whole data first, so the median is estimated
+    from the first forward batch (``config.model_batch_size`` sequences) and kept for the whole pass;
+    ``sink_filter_stats()`` reports it, the threshold and the rows dropped so far.
     """
 
     def __init__(
@@ -73,6 +93,28 @@ class ActivationStream:
         self.d_model = model_d_model(model)
         self.rows_yielded = 0
         self.sequences_read = 0
+        self.rows_excluded = 0
+        self.median_norm: float | None = None
+
+    def sink_filter_stats(self) -> dict[str, Any]:
+        """The sink filter: ratio, the median norm of the first forward batch, threshold, rows dropped."""
+        ratio = self.config.max_norm_ratio
+        stats: dict[str, Any] = {"max_norm_ratio": ratio, "excluded_rows": self.rows_excluded}
+        if ratio is not None and self.median_norm is not None:
+            stats.update(median_norm=self.median_norm, threshold=ratio * self.median_norm,
+                         median_estimated_from="first forward batch")
+        return stats
+
+    def _drop_sinks(self, rows: Tensor) -> Tensor:
+        ratio = self.config.max_norm_ratio
+        if ratio is None:
+            return rows
+        norms = rows.norm(dim=1)
+        if self.median_norm is None:
+            self.median_norm = float(norms.median())
+        keep = norms <= ratio * self.median_norm
+        self.rows_excluded += int((~keep).sum())
+        return rows[keep]
 
     def __iter__(self) -> Iterator[Tensor]:
         config = self.config
@@ -80,6 +122,8 @@ class ActivationStream:
         limit = config.max_tokens
         self.rows_yielded = 0
         self.sequences_read = 0
+        self.rows_excluded = 0
+        self.median_norm = None
         rows_taken = 0
         bar = tqdm(total=limit, unit="tok", desc="activations", disable=not self.progress)
         try:
@@ -87,7 +131,8 @@ class ActivationStream:
             for tokens in batched(sequences, config.model_batch_size):
                 if limit is not None and rows_taken >= limit:
                     break
-                rows = activation_rows(self.model, tokens, config.hook_name, config.first_position).float()
+                rows = activation_rows(self.model, tokens, config.hook_name, config.first_position, config.autocast)
+                rows = self._drop_sinks(rows)
                 if limit is not None:
                     rows = rows[: limit - rows_taken]
                 rows_taken += rows.shape[0]

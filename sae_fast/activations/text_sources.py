@@ -129,14 +129,18 @@ class HFStreamingTexts:
             yield text
 
 
-def text_source_from_spec(spec: str) -> TextSource:
-    """Parse a CLI text-source string (see the module docstring)."""
+def text_source_from_spec(spec: str, seed: int = 0) -> TextSource:
+    """Parse a CLI text-source string (see the module docstring).
+
+    ``seed`` chooses the document order of sources that have one to choose (offline-prose, which then
+    has a ``seed`` attribute); files and HF datasets are always read in their own order.
+    """
     if not isinstance(spec, str) or not spec:
         raise ValueError("text source spec must be a non-empty string, e.g. 'offline-prose' or a path")
     if spec == "offline-prose":
         from sae_fast.activations.prose_corpus import OfflineProse
 
-        return OfflineProse()
+        return OfflineProse(seed=seed)
     if spec == "openwebtext":
         return HFStreamingTexts(OPENWEBTEXT)
     if spec.startswith("hf:"):

@@ -7,7 +7,6 @@ or a ``.pt``/``.npy``/``.safetensors`` tensor file.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,17 +30,10 @@ def folder_kind(path: str | Path) -> Literal["cache", "sae"] | None:
 
 
 def open_cache(path: str | Path, split: Split | None = None) -> Any:
-    """An :class:`~sae_fast.activations.ActivationCacheReader` of ``path``, restricted to ``split`` if the
-    reader knows splits.
-
-    Transitional: the reader is gaining a ``split=`` argument (train / held-out rows of one cache). Until
-    that lands every split is the whole cache; once it has, pass the split through and drop this probe.
-    """
+    """An :class:`~sae_fast.activations.ActivationCacheReader` of ``path`` for ``split`` (None: all rows)."""
     from sae_fast.activations import ActivationCacheReader
 
-    if split is not None and "split" in inspect.signature(ActivationCacheReader).parameters:
-        return ActivationCacheReader(path, split=split)
-    return ActivationCacheReader(path)
+    return ActivationCacheReader(path, split=split or "all")
 
 
 def load_activations(

@@ -99,14 +99,20 @@ def _ce_losses(
     if reference is None:
         variants.update(ce_zero_ablation=zero_ablation, ce_mean_ablation=mean_ablation(mean))
     totals = dict.fromkeys(["ce_clean", *variants], 0.0)
-    chunks = tokens.split(batch_size)
-    for chunk in tqdm(chunks, desc="CE loss", unit="batch", disable=not progress):
-        weight = chunk.shape[0] / tokens.shape[0]  # equal-length sequences: equal predictions each
-        if reference is None:
-            totals["ce_clean"] += weight * float(clean_loss(model, chunk, first_position=first_position))
-        for name, replace in variants.items():
-            loss = ce_loss_with_replacement(model, chunk, hook_name, replace, first_position=first_position)
-            totals[name] += weight * float(loss)
+    passes = len(variants) + (reference is None)
+    # One tick per sequence and forward pass, so a slow model shows progress within a chunk too.
+    bar = tqdm(total=tokens.shape[0] * passes, desc=f"CE loss ({passes} passes per sequence)", unit="seq",
+               disable=not progress)
+    with bar:
+        for chunk in tokens.split(batch_size):
+            weight = chunk.shape[0] / tokens.shape[0]  # equal-length sequences: equal predictions each
+            if reference is None:
+                totals["ce_clean"] += weight * float(clean_loss(model, chunk, first_position=first_position))
+                bar.update(chunk.shape[0])
+            for name, replace in variants.items():
+                loss = ce_loss_with_replacement(model, chunk, hook_name, replace, first_position=first_position)
+                totals[name] += weight * float(loss)
+                bar.update(chunk.shape[0])
     if reference is not None:
         totals.update({key: float(reference[key]) for key in REFERENCE_LOSSES})
     return totals

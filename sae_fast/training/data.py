@@ -47,24 +47,28 @@ class ShuffledBatches:
     single process would see, which is what makes DDP and gradient accumulation comparable.
 
     ``data`` may be a torch tensor or a numpy array / ``np.memmap`` (a memmap is read in ascending
-    row order, which keeps the reads sequential; batches keep the shuffled order).
+    row order, which keeps the reads sequential; batches keep the shuffled order). ``rows`` (sorted
+    indices into ``data``) restricts the epochs to those rows, e.g. the ones a sink filter keeps.
     """
 
     def __init__(
         self, data: Tensor | np.ndarray, batch_size: int, *, seed: int = 0, epochs: int | None = 1,
         shuffle: bool = True, rank: int = 0, world_size: int = 1, dtype: torch.dtype = torch.float32,
+        rows: np.ndarray | None = None,
     ) -> None:
         if not isinstance(data, (Tensor, np.ndarray)) or data.ndim != 2:
             raise TypeError("data must be a 2-D torch.Tensor or numpy array [n_rows, d_in]")
+        self.rows = None if rows is None else torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        n_rows = data.shape[0] if rows is None else len(rows)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         if not (isinstance(world_size, int) and world_size >= 1 and 0 <= rank < world_size):
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         if batch_size % world_size:
             raise ValueError(f"batch_size={batch_size} must be divisible by world_size={world_size}")
-        if data.shape[0] < batch_size:
+        if n_rows < batch_size:
             raise ValueError(
-                f"data has {data.shape[0]} rows, fewer than one batch of {batch_size}; use a smaller batch_size"
+                f"data has {n_rows} rows, fewer than one batch of {batch_size}; use a smaller batch_size"
             )
         if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
             raise ValueError(f"epochs must be an int >= 1 or None (endless), got {epochs!r}")
@@ -76,7 +80,8 @@ class ShuffledBatches:
         self.rank = rank
         self.world_size = world_size
         self.dtype = dtype
-        self.batches_per_epoch = data.shape[0] // batch_size
+        self.n_rows = n_rows
+        self.batches_per_epoch = n_rows // batch_size
         self.epoch = 0
         self.batch_in_epoch = 0
 
@@ -87,13 +92,15 @@ class ShuffledBatches:
         return (self.epochs - self.epoch) * self.batches_per_epoch - self.batch_in_epoch
 
     def _order(self, epoch: int) -> Tensor:
-        n = self.data.shape[0]
+        n = self.n_rows
         if not self.shuffle:
             return torch.arange(n)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(n, generator=generator)
 
     def _rows(self, indices: Tensor) -> Tensor:
+        if self.rows is not None:
+            indices = self.rows[indices]
         if isinstance(self.data, Tensor):
             rows = self.data[indices.to(self.data.device)]
         else:
@@ -119,12 +126,12 @@ class ShuffledBatches:
     def state_dict(self) -> dict[str, Any]:
         return {
             "kind": "ShuffledBatches", "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "seed": self.seed, "n_rows": int(self.data.shape[0]), "batch_size": self.batch_size,
+            "seed": self.seed, "n_rows": self.n_rows, "batch_size": self.batch_size,
             "shuffle": self.shuffle,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        expected = {"kind": "ShuffledBatches", "seed": self.seed, "n_rows": int(self.data.shape[0]),
+        expected = {"kind": "ShuffledBatches", "seed": self.seed, "n_rows": self.n_rows,
                     "batch_size": self.batch_size, "shuffle": self.shuffle}
         mismatched = {k: (state.get(k), v) for k, v in expected.items() if state.get(k) != v}
         if mismatched:

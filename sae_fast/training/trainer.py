@@ -69,11 +69,15 @@ class TrainResult:
 
 
 class Trainer:
-    """``Trainer(saes, config).train(batches)`` (see the module docstring)."""
+    """``Trainer(saes, config).train(batches)`` (see the module docstring).
+
+    ``data_identity`` describes the batches (e.g. ``ActivationCacheReader.identity()``); checkpoints
+    record it and a resume refuses data whose identity differs in any field both name.
+    """
 
     def __init__(
         self, saes: dict[str, SparseAutoencoder], config: TrainConfig, *,
-        distributed: DistributedContext | None = None,
+        distributed: DistributedContext | None = None, data_identity: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -89,6 +93,7 @@ class Trainer:
         if len(set(d_ins.values())) != 1:
             raise ValueError(f"all SAEs trained on one stream need the same d_in, got {d_ins}")
         self.config = config
+        self.data_identity = data_identity
         self.context = distributed or DistributedContext.from_environment()
         if config.batch_size % (config.micro_batches * self.context.world_size):
             raise ValueError(
@@ -134,6 +139,7 @@ class Trainer:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
             "data": self._data_state,
+            "data_identity": self.data_identity,
             "history": self.history,
         }
 
@@ -151,6 +157,7 @@ class Trainer:
         payload = load_checkpoint(path, map_location=self.device)
         if payload.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not a training checkpoint (format={payload.get('format')!r})")
+        self._check_data_identity(path, payload.get("data_identity"))
         saved = payload["saes"]
         if set(saved) != set(self.saes):
             raise CheckpointError(
@@ -175,6 +182,17 @@ class Trainer:
         self._data_state = payload["data"]
         if stream is not None and payload["data"] is not None:
             stream.load_state_dict(payload["data"])
+
+    def _check_data_identity(self, path: str | Path, saved: dict[str, Any] | None) -> None:
+        if saved is None or self.data_identity is None:
+            return  # a checkpoint or a run that does not describe its data: nothing to compare
+        differing = [k for k in sorted(set(saved) & set(self.data_identity)) if saved[k] != self.data_identity[k]]
+        if differing:
+            details = "; ".join(f"{k}: checkpoint {saved[k]!r}, now {self.data_identity[k]!r}" for k in differing)
+            raise CheckpointError(
+                f"checkpoint {path} was trained on different data ({details}); resume with the same "
+                "activation cache, split and sink filter, or train into a new output folder"
+            )
 
     # ------------------------------------------------------------------ training
     def _check_batch(self, x: object) -> Tensor:
