@@ -4,6 +4,7 @@
     sae-fast train --cache runs/acts-l15 --sae btk=batchtopk:d_sae=4096,k=32 --sae topk=topk:d_sae=4096,k=32 \\
         --out runs/sweep --total-tokens 50000000
     sae-fast train ... --resume            # continue exactly where a killed run checkpointed
+    sae-fast train --recipe paper ...      # the paper's settings as defaults (README: "The paper's recipe")
     sae-fast eval --sae runs/sweep/btk --cache runs/acts-heldout --ce-sequences 32
     sae-fast recalibrate --sae runs/sweep/btk --cache runs/acts-l15     # BatchTopK θ (train does it by default)
     sae-fast stitch --small runs/s768/btk --large runs/s1536/btk --cache runs/acts-heldout --out runs/stitch
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 TINY_MODEL = "tiny-random"
+NO_RECIPE = "none"
 
 
 # ---------------------------------------------------------------------------- dataclass <-> argparse
@@ -137,7 +139,9 @@ def parse_sae_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, config
 
 
-def build_saes(specs: list[str], d_in: int, seed: int) -> dict[str, Any]:
+def build_saes(specs: list[str], d_in: int, seed: int, recipe: Any = None, batch_size: int | None = None
+               ) -> dict[str, Any]:
+    """The SAEs of ``--sae`` specs; a :class:`~sae_fast.training.Recipe` fills the keys a spec leaves out."""
     from sae_fast.sae.base import SparseAutoencoder
 
     saes = {}
@@ -149,6 +153,9 @@ def build_saes(specs: list[str], d_in: int, seed: int) -> dict[str, Any]:
         if config["d_in"] != d_in:
             raise ValueError(f"--sae {name}: d_in={config['d_in']} but the activations have width {d_in}")
         config.setdefault("seed", seed + index)
+        if recipe is not None:
+            for key, value in recipe.sae_kwargs(config["architecture"], batch_size).items():
+                config.setdefault(key, value)
         saes[name] = SparseAutoencoder.from_config_dict(config)
     return saes
 
@@ -209,7 +216,7 @@ def _init_distributed(device: str) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from sae_fast.commands.outputs import RUN_RESULT, prepare_run_folder
     from sae_fast.commands.recalibrate import TRAIN_BATCH_SIZE_KEY, recalibrate_after_training, selection_batch_size
-    from sae_fast.training import TrainConfig, Trainer, fixed_size_batches
+    from sae_fast.training import TrainConfig, Trainer, fixed_size_batches, get_recipe
 
     out = Path(args.out)
     overrides = {}
@@ -250,8 +257,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         metadata = {"model_name": args.model, "hook_name": act_config.hook_name,
                     "sink_filter": {"max_norm_ratio": act_config.max_norm_ratio,
                                     "median_estimated_from": "first forward batch"}}
+    metadata["recipe"] = args.recipe
     config.extra.update(metadata)
-    saes = build_saes(args.sae, d_in, config.seed)
+    recipe = None if args.recipe == NO_RECIPE else get_recipe(args.recipe)
+    saes = build_saes(args.sae, d_in, config.seed, recipe=recipe, batch_size=config.batch_size)
     result = Trainer(saes, config, distributed=context, data_identity=data_identity).train(batches)
     if context.is_main:
         from sae_fast.io import save_pretrained
@@ -265,8 +274,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         sae_metadata = {**metadata, TRAIN_BATCH_SIZE_KEY: selection_batch_size(config, context.world_size)}
         for name, sae in saes.items():
             save_pretrained(sae, out / name, metadata=sae_metadata)
-        summary = {"steps": result.steps, "tokens_seen": result.tokens_seen, "final_metrics": result.final_metrics,
-                   "config": config.to_dict(), "saes": {n: str(out / n) for n in saes},
+        summary = {"recipe": args.recipe, "steps": result.steps, "tokens_seen": result.tokens_seen,
+                   "final_metrics": result.final_metrics, "config": config.to_dict(),
+                   "saes": {n: str(out / n) for n in saes},
                    "theta_recalibration": {n: dataclasses.asdict(change) for n, change in thetas.items()}}
         atomic_write_text(out / RUN_RESULT, json.dumps(summary, indent=2))
         print(f"saved to {out}")
@@ -317,14 +327,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
+    """The ``sae-fast`` parser; ``recipe`` (a name in ``RECIPES``) sets the defaults of ``train``'s flags.
+
+    ``train --recipe NAME`` takes effect through :func:`parse_args`, which builds this parser with it.
+    """
     from sae_fast.activations import OFFLINE_DEFAULT_MODEL, ActivationConfig
     from sae_fast.commands.meta import __doc__ as meta_doc
     from sae_fast.commands.meta import add_meta_arguments, cmd_meta
     from sae_fast.commands.recalibrate import DEFAULT_BATCHES, cmd_recalibrate
     from sae_fast.commands.stitch import __doc__ as stitch_doc
     from sae_fast.commands.stitch import add_stitch_arguments, cmd_stitch
-    from sae_fast.training import TrainConfig
+    from sae_fast.training import RECIPES, TrainConfig
 
     parser = argparse.ArgumentParser(prog="sae-fast", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True,
@@ -369,7 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="passes over the cache (None: endless, bounded by --total-tokens)")
     train.add_argument("--model", default=OFFLINE_DEFAULT_MODEL, help="with --live: " + model_help + " (default: %(default)s)")
     train.add_argument("--texts", default="offline-prose", help="with --live: " + texts_help + " (default: %(default)s)")
-    add_dataclass_arguments(train, TrainConfig)
+    train.add_argument("--recipe", choices=(NO_RECIPE, *RECIPES), default=NO_RECIPE,
+                       help="a paper's settings as defaults: the TrainConfig flags and each --sae spec's missing "
+                            "constructor arguments; explicit flags and spec keys win. "
+                            + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
+                            + " (default: %(default)s; README: \"The paper's recipe\")")
+    add_dataclass_arguments(train, TrainConfig, defaults=RECIPES[recipe].train if recipe in RECIPES else None)
     train.add_argument("--max-norm-ratio", type=float, default=None,
                        help="drop attention-sink rows whose norm exceeds this multiple of the median norm "
                             "(with --live the median comes from the first forward batch; default: keep all)")
@@ -423,9 +442,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; ``train --recipe NAME`` is parsed again with the recipe's values as the defaults.
+
+    As defaults, the recipe's values yield to every flag given explicitly, even one equal to the recipe's
+    value or to sae_fast's default. The first parse validates the name (its ``choices`` list the recipes).
+    """
+    args = build_parser().parse_args(argv)
+    if getattr(args, "recipe", NO_RECIPE) != NO_RECIPE:
+        args = build_parser(args.recipe).parse_args(argv)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     from sae_fast.training import CheckpointError, NonFiniteError
 
     try:

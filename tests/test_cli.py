@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sae_fast.activations import ActivationCacheReader, ActivationConfig
-from sae_fast.cli import build_parser, main, parse_sae_spec
+from sae_fast.cli import build_parser, build_saes, dataclass_from_args, main, parse_args, parse_sae_spec
 from sae_fast.io import load_pretrained
 from sae_fast.training import TrainConfig, load_checkpoint
 
@@ -213,6 +213,50 @@ def test_unwritable_out_is_one_line_before_training(trained, tmp_path, capsys, m
                  "--out", str(tmp_path / "ro"), "--no-progress", "--total-tokens", "128", "--batch-size", "128"])
     err = capsys.readouterr().err
     assert code == 2 and f"cannot write {tmp_path / 'ro'}: Permission denied" in err and "--out" in err
+
+
+def test_train_recipe_paper_fills_train_config_and_sae_arguments(trained, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--cache", str(trained["cache"]), "--out", str(out), "--recipe", "paper",
+                 "--sae", "b=batchtopk:d_sae=16,k=2", "--sae", "r=relu:d_sae=16,l1_coefficient=0.001",
+                 "--sae", "t=topk:d_sae=16,k=2,normalize_activations=none,aux_k=8,dead_tokens_threshold=7",
+                 "--batch-size", "128", "--total-tokens", "256", "--no-progress", "--no-recalibrate"]) == 0
+    batchtopk, relu, topk = (load_pretrained(out / name) for name in ("b", "r", "t"))
+    assert (batchtopk.normalize_activations, batchtopk.dead_tokens_threshold) == ("layer_norm", 5 * 128)
+    assert (batchtopk.aux_k, batchtopk.aux_coefficient) == (512, 1 / 32)
+    assert (relu.normalize_activations, relu.dead_tokens_threshold) == ("layer_norm", 5 * 128)
+    assert (topk.normalize_activations, topk.aux_k, topk.dead_tokens_threshold) == ("none", 8, 7)  # spec keys win
+    summary = json.loads((out / "train_result.json").read_text())
+    assert summary["recipe"] == summary["config"]["extra"]["recipe"] == "paper"
+    assert summary["config"]["batch_size"] == 128
+    assert json.loads((out / "b" / "cfg.json").read_text())["metadata"]["recipe"] == "paper"
+
+
+def test_recipe_values_are_defaults_that_explicit_flags_override(monkeypatch, capsys):
+    from sae_fast.training import PAPER, RECIPES, Recipe
+
+    # PAPER's optimiser settings equal TrainConfig's defaults, so a recipe that differs shows where values come from.
+    monkeypatch.setitem(RECIPES, "test", Recipe("test", "a test recipe", train={"lr": 1e-2, "batch_size": 64}))
+    base = ["train", "--cache", "c", "--sae", "a=topk:d_sae=8,k=2", "--out", "o"]
+    args = parse_args([*base, "--recipe", "test"])
+    assert (args.recipe, args.lr, args.batch_size) == ("test", 1e-2, 64)
+    config = dataclass_from_args(TrainConfig, args)
+    assert (config.lr, config.batch_size) == (1e-2, 64)
+    args = parse_args([*base, "--lr", "3e-4", "--recip", "test"])  # explicit, even at sae_fast's default value
+    assert (args.lr, args.batch_size) == (3e-4, 64)
+    args = parse_args(base)
+    assert (args.recipe, args.lr, args.batch_size) == ("none", TrainConfig.lr, TrainConfig.batch_size)
+
+    saes = build_saes(["a=topk:d_sae=8,k=2", "b=jumprelu:d_sae=8,normalize_activations=none"], d_in=4, seed=0,
+                      recipe=PAPER, batch_size=64)
+    assert (saes["a"].normalize_activations, saes["a"].dead_tokens_threshold) == ("layer_norm", 320)
+    assert saes["b"].normalize_activations == "none"
+    assert build_saes(["a=topk:d_sae=8,k=2"], d_in=4, seed=0)["a"].normalize_activations == "none"
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--recipe", "gpt4"])
+    assert exit_info.value.code == 2
+    assert "argument --recipe: invalid choice: 'gpt4'" in capsys.readouterr().err
 
 
 def test_train_recalibrates_theta_and_recalibrate_command(trained, capsys):
