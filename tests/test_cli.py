@@ -259,6 +259,18 @@ def test_recipe_values_are_defaults_that_explicit_flags_override(monkeypatch, ca
     assert "argument --recipe: invalid choice: 'gpt4'" in capsys.readouterr().err
 
 
+def test_gpt2_example_help_works_offline(monkeypatch, capsys):
+    import runpy
+
+    script = Path(__file__).parents[1] / "examples" / "train_gpt2_openwebtext.py"
+    monkeypatch.setattr("sys.argv", [str(script), "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(script), run_name="__main__")
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--device" in text and "blocks.8.hook_resid_pre" in text
+
+
 def test_train_recalibrates_theta_and_recalibrate_command(trained, capsys):
     out = trained["out"]
     thetas = json.loads((out / "train_result.json").read_text())["theta_recalibration"]
