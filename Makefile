@@ -9,7 +9,7 @@ export VENV
 # (torch's pool, the C++ ops, other processes); sleeping threads cost microseconds per region.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo reproduce bench clean
 
 venv:
 	bash scripts/ensure_venv.sh
@@ -20,6 +20,11 @@ test: venv
 
 demo: venv
 	$(PY) -m sae_fast.demo
+
+# The paper's analyses on the offline model (about 1.5 hours on 2 cores; resumable, outputs/reproduce/).
+# Flags: REPRODUCE_ARGS="--milestones 1000 4000 16000 64000" continues a finished run to 64k steps.
+reproduce: venv
+	$(PY) -m sae_fast.reproduce $(REPRODUCE_ARGS)
 
 # Benchmarks compare each kernel with the dense torch path in the same run; the results land in
 # benchmarks/results/ (JSON and a Markdown table).

@@ -1,0 +1,5 @@
+import sys
+
+from sae_fast.reproduce.pipeline import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""The one configuration of ``make reproduce``: data, the SAE family, the step milestones, the analyses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sae_fast.training.config import PAPER_BATCH_SIZE
+from sae_fast.validation import check_positive_int
+
+PAPER_META_RATIO = 2304 / 49152
+"""The paper's meta-SAE size relative to the SAE it decomposes."""
+
+
+@dataclass(frozen=True)
+class SAESpec:
+    """One member of the trained family."""
+
+    name: str
+    architecture: str
+    d_sae: int
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReproduceConfig:
+    """Everything ``python -m sae_fast.reproduce`` runs; every field is a ``--flag``.
+
+    The defaults are sized for the offline CPU machine (2 cores, about 2 hours); ``milestones``
+    decides how long the SAEs train and where the convergence study looks at them.
+    """
+
+    out: str = "outputs/reproduce"
+    """Output folder; a re-run reuses the cache and every milestone already finished there."""
+    model: str = "smollm2-135m-gguf"
+    """Model (the offline SmolLM2 GGUF by default; 'tiny-random' for tests)."""
+    texts: str = "offline-prose"
+    """Text source (see `sae-fast cache --help`)."""
+    hook_name: str = "blocks.15.hook_resid_post"
+    """Hook point: SmolLM2 has 30 layers, so layer 15 is the middle, as GPT-2's layer 8 of 12 is near it."""
+    seq_len: int = 128
+    """Tokens per sequence (the paper's 128); position 0 is excluded."""
+    train_tokens: int = 393_700
+    """Distinct training tokens extracted (plus the held-out split)."""
+    heldout_tokens: int = 16_256
+    """Held-out tokens, never trained on: every evaluation and stitching statistic uses them."""
+    autocast: str = "none"
+    """Extraction precision (bfloat16 measured slower than float32 on this CPU; see the README)."""
+    k: int = 32
+    """Active latents per token of every k-sparse SAE (the paper's main setting)."""
+    small: int = 768
+    medium: int = 1536
+    large: int = 3072
+    """Dictionary sizes: 768 and 1536 with two seeds each, 3072 with one (the paper's GPT-2 family starts at 768)."""
+    jumprelu_l0_coefficient: float = 0.0018
+    """The paper's GPT-2 JumpReLU penalty for k=32 (appendix); the achieved L0 is reported, not assumed."""
+    batch_size: int = 512
+    """Tokens per step. Smaller than the paper's 4096: at a fixed CPU budget, steps matter more than tokens
+    per step for every stitching statistic (issue 11's measurements)."""
+    lr: float = 3e-4
+    dead_tokens: int = 5 * PAPER_BATCH_SIZE
+    """A latent is dead after this many tokens without firing: the paper's 5 batches of 4096."""
+    milestones: tuple[int, ...] = (1000, 4000, 16000)
+    """Optimiser steps at which the family is snapshotted and the convergence study measured; the last is
+    where training ends. Resumable: a later run with a longer list continues from the last checkpoint."""
+    threshold: float = 0.7
+    """Max-cosine threshold between novel and reconstruction latents (the paper's GPT-2 value)."""
+    eval_tokens: int = 16_256
+    """Held-out tokens used by the analyses (at most the held-out split)."""
+    ce_sequences: int = 16
+    """Held-out sequences for CE degradation (0 to skip)."""
+    meta_epochs: int = 2000
+    """Meta-SAE epochs over the largest SAE's decoder rows (the paper's 2000)."""
+    meta_k: int = 4
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "train_tokens", "heldout_tokens", "k", "small", "medium", "large", "batch_size",
+                     "dead_tokens", "eval_tokens", "meta_epochs", "meta_k"):
+            check_positive_int(getattr(self, name), f"ReproduceConfig.{name}")
+        self.milestones = tuple(int(m) for m in self.milestones)
+        if not self.milestones or list(self.milestones) != sorted(set(self.milestones)) or self.milestones[0] < 1:
+            raise ValueError(f"ReproduceConfig.milestones must be increasing step counts >= 1, got {self.milestones}")
+        if not self.small < self.medium < self.large:
+            raise ValueError(f"sizes must grow: small={self.small} < medium={self.medium} < large={self.large}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"ReproduceConfig.threshold must be a cosine in (0, 1), got {self.threshold}")
+
+    @property
+    def family(self) -> list[SAESpec]:
+        """The SAEs every analysis needs, trained together in one pass over the same batches."""
+        jump = {"l0_coefficient": self.jumprelu_l0_coefficient}
+        return [
+            SAESpec(f"batchtopk_{self.small}_s0", "batchtopk", self.small, 0),
+            SAESpec(f"batchtopk_{self.small}_s1", "batchtopk", self.small, 1),
+            SAESpec(f"batchtopk_{self.medium}_s0", "batchtopk", self.medium, 0),
+            SAESpec(f"batchtopk_{self.medium}_s1", "batchtopk", self.medium, 1),
+            SAESpec(f"batchtopk_{self.large}_s0", "batchtopk", self.large, 0),
+            SAESpec(f"topk_{self.medium}_s0", "topk", self.medium, 0),
+            SAESpec(f"jumprelu_{self.medium}_s0", "jumprelu", self.medium, 0, jump),
+        ]
+
+    @property
+    def n_meta_latents(self) -> int:
+        return max(self.meta_k + 1, round(self.large * PAPER_META_RATIO))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["milestones"] = list(self.milestones)
+        return out

@@ -1,0 +1,106 @@
+"""The reproduction's driver: stages in order, each timed, with the results written atomically."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from sae_fast.io.atomic import atomic_write_text
+from sae_fast.reproduce.analyses import (
+    _names, architecture_comparison, convergence_point, load_family, meta_analyses, stitching_analyses,
+)
+from sae_fast.reproduce.claims import CLAIMS_FORMAT, CLAIMS_VERSION, build_claims, check_claims_format
+from sae_fast.reproduce.config import ReproduceConfig
+from sae_fast.reproduce.family import extract_cache, train_family
+from sae_fast.reproduce.report import write_report
+
+CLAIMS = "claims.json"
+
+
+def _log(message: str) -> None:
+    print(f"[reproduce] {message}", flush=True)
+
+
+def run_reproduction(config: ReproduceConfig) -> Path:
+    """Run (or finish) the reproduction under ``config.out``; returns the report's path."""
+    from sae_fast.activations import ActivationCacheReader
+    from sae_fast.stitching.figures import to_jsonable
+
+    if not isinstance(config, ReproduceConfig):
+        raise TypeError(f"config must be a ReproduceConfig, got {type(config).__name__}")
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def timed(stage: str, fn, *args):
+        start = time.perf_counter()
+        value = fn(*args)
+        timings[stage] = time.perf_counter() - start
+        return value
+
+    reader = timed("cache (0 when reused)", extract_cache, config, _log)
+    heldout = ActivationCacheReader(out / "cache", split="heldout")
+    x = heldout.rows(0, config.eval_tokens)
+    snapshots = timed("train the family (0 when reused)", train_family, config, reader, _log)
+
+    _log("convergence study")
+    start = time.perf_counter()
+    convergence = {str(step): convergence_point(config, load_family(config, folder), x)
+                   for step, folder in snapshots.items()}
+    timings["convergence study"] = time.perf_counter() - start
+
+    final = snapshots[config.milestones[-1]]
+    saes = load_family(config, final)
+    _log(f"stitching analyses on {final}")
+    stitching = timed("stitching analyses", stitching_analyses, config, saes, x, out / "stitching")
+    _log("BatchTopK vs TopK vs JumpReLU (with CE)")
+    architectures = timed("architecture comparison", architecture_comparison, config, saes, x, heldout,
+                          out / "architectures")
+    _log("meta-SAE")
+    meta = timed("meta-SAE", meta_analyses, config, saes, out / "meta")
+
+    n = _names(config)
+    relative = lambda name: str((final / name).relative_to(out))  # noqa: E731
+    folders = {"small": relative(n["small"]), "large": relative(n["medium"]), "small_other": relative(n["small_other"]),
+               **{f"{key}_name": n[key] for key in ("small", "small_other", "medium", "topk", "jumprelu")}}
+    document = {
+        "format": CLAIMS_FORMAT, "version": CLAIMS_VERSION, "config": config.to_dict(),
+        "heldout_cache": "cache",
+        "data": {"train_rows": reader.num_rows, "eval_rows": int(x.shape[0]), "heldout_rows": heldout.num_rows},
+        "claims": build_claims(config, stitching, architectures, meta, folders),
+        "convergence": convergence,
+        "stitching": stitching, "architectures": architectures, "meta": meta,
+        "saes": {step: str(folder.relative_to(out)) for step, folder in snapshots.items()},
+        "timings_s": timings,
+    }
+    document = to_jsonable(document)
+    check_claims_format(document)
+    atomic_write_text(out / CLAIMS, json.dumps(document, indent=2))
+    report = write_report(out, document, timings)
+    held = sum(1 for c in document["claims"].values() if c["holds"])
+    checked = sum(1 for c in document["claims"].values() if c["holds"] is not None)
+    _log(f"{held} of {checked} checked claims hold; report: {report}")
+    for name, claim in document["claims"].items():
+        _log(f"  {name}: paper {claim['paper']}, ours {claim['measured']}, target {claim['target']}, "
+             f"holds {claim['holds']}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from sae_fast.cli import add_dataclass_arguments, dataclass_from_args
+
+    parser = argparse.ArgumentParser(prog="python -m sae_fast.reproduce", description=__doc__)
+    add_dataclass_arguments(parser, ReproduceConfig, skip=("milestones",))
+    parser.add_argument("--milestones", type=int, nargs="+", default=list(ReproduceConfig.milestones),
+                        help="optimiser steps at which to snapshot and measure; training ends at the last")
+    args = parser.parse_args(argv)
+    config = dataclass_from_args(ReproduceConfig, args, milestones=tuple(args.milestones))
+    run_reproduction(config)
+    return 0
+

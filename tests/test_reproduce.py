@@ -1,0 +1,69 @@
+"""`make reproduce` on a tiny random model: every stage runs, resumes, and writes a valid claims.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sae_fast.activations import ActivationCacheReader
+from sae_fast.io import load_pretrained
+from sae_fast.reproduce import ReproduceConfig, run_reproduction
+from sae_fast.reproduce.claims import check_claims_format
+from sae_fast.reproduce.pipeline import main
+
+
+def tiny_config(out, milestones=(8, 16)):
+    return ReproduceConfig(
+        out=str(out), model="tiny-random", hook_name="blocks.1.hook_resid_post", seq_len=32, train_tokens=3000,
+        heldout_tokens=600, eval_tokens=600, k=4, small=24, medium=48, large=96, batch_size=128,
+        milestones=milestones, meta_epochs=20, ce_sequences=2, progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    report = run_reproduction(tiny_config(out))
+    return out, report
+
+
+def test_claims_json_format_and_files(reproduced):
+    out, report = reproduced
+    document = json.loads((out / "claims.json").read_text())
+    check_claims_format(document)
+    claims = document["claims"]
+    for name in ("novel_fraction", "same_size_reconstruction_fraction", "add_novel_mse_change",
+                 "r_squared_activation_vs_decoder", "meta_sae_fve", "batchtopk_vs_topk_nmse"):
+        assert set(claims[name]) >= {"paper", "measured", "holds"}
+    novel = claims["novel_fraction"]
+    assert load_pretrained(out / novel["small"]).d_sae == 24 and load_pretrained(out / novel["large"]).d_sae == 48
+    assert novel["threshold"] == 0.7
+    same = claims["same_size_reconstruction_fraction"]
+    assert load_pretrained(out / same["a"]).d_sae == load_pretrained(out / same["b"]).d_sae == 24
+    heldout = ActivationCacheReader(out / document["heldout_cache"], split="heldout")
+    assert heldout.num_rows == document["data"]["heldout_rows"] > 0
+    assert set(document["convergence"]) == {"8", "16"}
+    text = report.read_text()
+    assert "| claim | paper | ours | target | holds |" in text and "step 16" in text
+    assert (out / "convergence.png").is_file() and (out / "stitching" / "fig19_reconstruction_fraction.png").is_file()
+    assert (out / "meta" / "meta_sae" / "cfg.json").is_file()
+    # The paper's recipe: every SAE normalises its inputs per token.
+    assert load_pretrained(out / novel["large"]).normalize_activations == "layer_norm"
+
+
+def test_rerun_reuses_and_extends(reproduced, capsys):
+    out, _ = reproduced
+    first = (out / "saes" / "step000016" / "done.json").stat().st_mtime_ns
+    run_reproduction(tiny_config(out, milestones=(8, 16, 24)))
+    log = capsys.readouterr().out
+    assert "cache: reusing" in log and "step 16 already snapshotted" in log and "resuming" in log
+    assert (out / "saes" / "step000016" / "done.json").stat().st_mtime_ns == first
+    assert json.loads((out / "saes" / "step000024" / "done.json").read_text())["step"] == 24
+
+
+def test_bad_milestones_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="milestones"):
+        tiny_config(tmp_path, milestones=(16, 8))
+    with pytest.raises(SystemExit):
+        main(["--help"])
