@@ -23,11 +23,11 @@ D_IN, D_SAE, K = 12, 48, 4
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
-def make_trained_like(cls):
-    """An SAE with every parameter and buffer away from its initial value."""
+def make_trained_like(cls, d_in=D_IN, d_sae=D_SAE, data=None, **extra):
+    """An SAE with every parameter and buffer away from its initial value (``data``: its training batch)."""
     kwargs = {BatchTopKSAE: {"k": K, "threshold_window": 3}, TopKSAE: {"k": K}, JumpReLUSAE: {"l0_coefficient": 0.01},
               ReLUSAE: {"l1_coefficient": 0.02}}[cls]
-    sae = cls(D_IN, D_SAE, seed=3, **kwargs)
+    sae = cls(d_in, d_sae, seed=3, **kwargs, **extra)
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.3)
         sae.b_dec.normal_(0, 0.5)
@@ -35,7 +35,7 @@ def make_trained_like(cls):
             sae.threshold.uniform_(0.05, 0.8)
     sae.train()
     for _ in range(2):  # estimates BatchTopK's theta and moves every dead-latent counter
-        sae.training_loss(torch.randn(16, D_IN))
+        sae.training_loss(torch.randn(16, d_in) if data is None else data)
     return sae.eval()
 
 

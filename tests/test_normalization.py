@@ -12,10 +12,10 @@ from sae_fast.io import load_pretrained, save_pretrained
 from sae_fast.sae import BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE
 from sae_fast.sae.normalization import LAYER_NORM_EPS
 from sae_fast.training import TrainConfig, Trainer
+from test_formats import make_trained_like
 
 D_IN, D_SAE, K = 16, 48, 4
 MODES = ["none", "expected_average_only_in", "layer_norm"]
-KWARGS = {BatchTopKSAE: {"k": K}, TopKSAE: {"k": K}, JumpReLUSAE: {}, ReLUSAE: {"l1_coefficient": 0.01}}
 
 
 def sink_activations(n=96, seed=0):
@@ -35,15 +35,7 @@ def reference_layer_norm(x):
 
 
 def trained_like(cls, mode, **kwargs):
-    sae = cls(D_IN, D_SAE, seed=3, normalize_activations=mode, **KWARGS[cls], **kwargs)
-    with torch.no_grad():
-        sae.b_enc.normal_(0, 0.2)
-        sae.b_dec.normal_(0, 0.3)
-        if cls is JumpReLUSAE:
-            sae.threshold.uniform_(0.05, 0.3)
-    sae.train()
-    sae.training_loss(sink_activations())  # theta, and the expected_average_only_in scale
-    return sae.eval()
+    return make_trained_like(cls, D_IN, D_SAE, data=sink_activations(), normalize_activations=mode, **kwargs)
 
 
 def test_layer_norm_is_the_reference_input_unit_norm():
