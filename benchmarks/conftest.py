@@ -70,6 +70,7 @@ def _markdown(name: str, meta: dict, rows: list[dict]) -> str:
         "",
         f"Command: `{meta['command']}`",
         "",
+        *([f"Note: {meta['note']}", ""] if meta.get("note") else []),
         f"| case | impl | median ms | min ms | tokens/s | speed-up vs baseline |{memory_header}",
         "| --- | --- | ---: | ---: | ---: | ---: |" + (" ---: |" if with_memory else ""),
     ]
@@ -99,6 +100,8 @@ def pytest_sessionfinish(session, exitstatus):
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        # Conditions a reader must know to trust the numbers, e.g. "machine shared with another job".
+        "note": os.environ.get("BENCH_NOTE"),
     }
     for name, rows in _RESULTS.items():
         _add_speedups(rows)

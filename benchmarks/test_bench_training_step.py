@@ -56,12 +56,17 @@ def dense_peer_step(sae: BatchTopKSAE, optimizer: torch.optim.Optimizer, x: torc
     top = torch.topk(pre.reshape(-1), n * sae.k, sorted=False)
     f = torch.zeros_like(pre).reshape(-1).scatter(0, top.indices, top.values).reshape(pre.shape)
     x_hat = f @ sae.W_dec + sae.b_dec
-    mse = (x_hat - x).pow(2).mean()
+    finish_dense_peer_step(sae, optimizer, x, pre, f, x_hat, (x_hat - x).pow(2).mean())
+
+
+def finish_dense_peer_step(sae, optimizer, x, pre, f, x_hat, reconstruction_loss) -> None:
+    """The peers' aux loss (dense masks), backward, Adam and dead-latent counters, after their decode."""
+    n = x.shape[0]
     dead = sae.dead_latent_mask()
     aux_top = torch.topk(pre * dead, min(sae.aux_k, int(dead.sum())), dim=1, sorted=False)
     f_aux = torch.zeros_like(pre).scatter(1, aux_top.indices, aux_top.values)
     aux = (f_aux @ sae.W_dec - (x - x_hat).detach()).pow(2).mean() / 32
-    (mse + aux).backward()
+    (reconstruction_loss + aux).backward()
     sae.remove_parallel_decoder_grad_()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -129,12 +134,16 @@ def test_bench_training_step(benchmark, record_benchmark, impl, n, m, k):
     optimizer = torch.optim.Adam(sae.parameters(), lr=3e-4, betas=(0.9, 0.99))
     x = torch.randn(n, D_MODEL, device=DEVICE)
     step = dense_peer_step if impl == "dense_peer" else sae_fast_step
+    measure_step(benchmark, record_benchmark, step, sae, optimizer, x, rounds=ROUNDS, file="training_step",
+                 case=f"n={n} m={m} k={k} d={D_MODEL}", impl=impl, n_by_m_buffer_mib=round(n * m * 4 / 2**20, 1))
+
+
+def measure_step(benchmark, record_benchmark, step, sae, optimizer, x, *, rounds: int, impl: str, **row) -> None:
+    """Warm ``step`` up, measure its peak memory, time it, and record the row (``dense_peer`` is the baseline)."""
     step(sae, optimizer, x)  # warm-up: Adam state, kernel compilation
     peak = peak_step_memory_bytes(step, sae, optimizer, x)
-    benchmark.pedantic(_synchronized(step), args=(sae, optimizer, x), rounds=ROUNDS, iterations=1)
+    benchmark.pedantic(_synchronized(step), args=(sae, optimizer, x), rounds=rounds, iterations=1)
     record_benchmark(
-        benchmark, file="training_step", case=f"n={n} m={m} k={k} d={D_MODEL}", impl=impl,
-        baseline=impl == "dense_peer", tokens=n, device=DEVICE,
-        peak_step_memory_mib=None if peak is None else round(peak / 2**20, 1),
-        n_by_m_buffer_mib=round(n * m * 4 / 2**20, 1),
+        benchmark, impl=impl, baseline=impl == "dense_peer", tokens=x.shape[0], device=DEVICE,
+        peak_step_memory_mib=None if peak is None else round(peak / 2**20, 1), **row,
     )

@@ -9,6 +9,7 @@ void register_batch_topk_select(pybind11::module_& m);
 void register_topk_select(pybind11::module_& m);
 void register_threshold_select(pybind11::module_& m);
 void register_sparse_decode(pybind11::module_& m);
+void register_nested_sparse_decode(pybind11::module_& m);
 void register_sparse_row_dots(pybind11::module_& m);
 void register_sparse_transpose_matmul(pybind11::module_& m);
 void register_union_find(pybind11::module_& m);
@@ -34,6 +35,7 @@ PYBIND11_MODULE(_C, m) {
   sae_fast::register_topk_select(m);
   sae_fast::register_threshold_select(m);
   sae_fast::register_sparse_decode(m);
+  sae_fast::register_nested_sparse_decode(m);
   sae_fast::register_sparse_row_dots(m);
   sae_fast::register_sparse_transpose_matmul(m);
   sae_fast::register_union_find(m);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -98,6 +99,19 @@ inline CsrView csr_view(const IndexArray& row_offsets, const IndexArray& latent_
   for (int64_t j = 0; j < nnz; ++j) in_range = in_range && idx[j] >= 0 && idx[j] < d_sae;
   require(in_range, "latent_indices must lie in [0, " + std::to_string(d_sae) + ")");
   return v;
+}
+
+// The decode ops' per-entry values and optional bias, checked against the pattern and W's width.
+inline const float* decode_values(const FloatArray& values, const CsrView& csr) {
+  require(values.ndim() == 1 && values.shape(0) == csr.nnz,
+          "values must be 1-D with one entry per latent index (" + std::to_string(csr.nnz) + ")");
+  return values.data();
+}
+
+inline const float* decode_bias(const std::optional<FloatArray>& bias, int64_t d) {
+  if (!bias) return nullptr;
+  require(bias->ndim() == 1 && bias->shape(0) == d, "bias must be 1-D of length d = " + std::to_string(d));
+  return bias->data();
 }
 
 // Exclusive prefix sum of per-row counts into row offsets (n + 1 entries).

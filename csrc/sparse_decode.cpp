@@ -1,8 +1,6 @@
 // Sparse decode: out[i] = bias + sum_{j in row i} values[j] * W[latent(j)], parallel over tokens.
 #include <pybind11/stl.h>
 
-#include <optional>
-
 #include "common.h"
 
 namespace sae_fast {
@@ -13,18 +11,11 @@ py::array_t<float> sparse_decode(const IndexArray& row_offsets, const IndexArray
                                  const std::optional<FloatArray>& bias) {
   const MatrixView w = matrix_view(W, "W");
   const CsrView csr = csr_view(row_offsets, latent_indices, w.rows);
-  require(values.ndim() == 1 && values.shape(0) == csr.nnz,
-          "values must be 1-D with one entry per latent index (" + std::to_string(csr.nnz) + ")");
-  const float* b = nullptr;
-  if (bias) {
-    require(bias->ndim() == 1 && bias->shape(0) == w.cols,
-            "bias must be 1-D of length d = " + std::to_string(w.cols));
-    b = bias->data();
-  }
+  const float* vals = decode_values(values, csr);
+  const float* b = decode_bias(bias, w.cols);
   const int64_t n = csr.n_tokens, d = w.cols;
   py::array_t<float> out({n, d});
   float* o = out.mutable_data();
-  const float* vals = values.data();
   {
     py::gil_scoped_release release;
 #pragma omp parallel for schedule(dynamic, 16) if ((csr.nnz + n) * d > kParallelGrain)

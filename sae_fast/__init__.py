@@ -4,6 +4,7 @@ from sae_fast.sae import (
     BatchTopKSAE,
     JumpReLUSAE,
     KSparseSAE,
+    MatryoshkaBatchTopKSAE,
     ReLUSAE,
     SparseAutoencoder,
     TopKSAE,
@@ -26,7 +27,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "BatchTopKSAE", "TopKSAE", "JumpReLUSAE", "ReLUSAE", "SparseAutoencoder", "KSparseSAE",
+    "BatchTopKSAE", "MatryoshkaBatchTopKSAE", "TopKSAE", "JumpReLUSAE", "ReLUSAE", "SparseAutoencoder", "KSparseSAE",
     "TrainingOutput", "SparseCodes", "save_pretrained", "load_pretrained",
     "max_cosine_similarity",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sae_fast.kernels.sparse_decode_reference import split_rows_by_level
 from sae_fast.sparse_codes import SparseCodes
 
 
@@ -72,6 +73,42 @@ class SparseDecode(torch.autograd.Function):
         grad_W_dec = ops.sparse_transpose_matmul(codes, grad_out) if ctx.needs_input_grad[1] else None
         grad_b_dec = grad_out.sum(dim=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_values, grad_W_dec, grad_b_dec, None, None
+
+
+class NestedSparseDecode(torch.autograd.Function):
+    """Every prefix's reconstruction ``[L, n, d]`` (Matryoshka), with a backward of the same two sparse
+    products as :class:`SparseDecode` on the codes split into (token, level) rows.
+
+    A latent of level l appears in the reconstructions of levels l..L-1, so its gradient sees the
+    sum of those levels' output gradients, ``G[l] = sum_{j >= l} grad_out[j]``: one suffix sum over
+    levels, then ``d values = <G[level], W_dec[latent]>`` and ``d W_dec = sum values * G[level]``.
+    """
+
+    @staticmethod
+    def forward(ctx, values: Tensor, W_dec: Tensor, b_dec: Tensor | None, codes: SparseCodes, widths: Tensor, ops):
+        codes = codes.with_values(values)
+        ctx.save_for_backward(values, W_dec, widths)
+        ctx.codes, ctx.ops, ctx.has_bias = codes, ops, b_dec is not None
+        return ops.nested_sparse_decode(codes, W_dec, b_dec, widths)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        values, W_dec, widths = ctx.saved_tensors
+        n_levels, n, d = grad_out.shape
+        ops = ctx.ops
+        # suffix[l] = sum_{j >= l} grad_out[j], laid out [n, L, d] so row i * L + l is (token i, level l).
+        suffix = grad_out.flip(0).cumsum(0).flip(0)
+        per_level = suffix.transpose(0, 1).reshape(n * n_levels, d).contiguous()
+        codes = split_rows_by_level(ctx.codes.with_values(values), widths)
+        grad_values = ops.sparse_row_dots(codes, per_level, W_dec) if ctx.needs_input_grad[0] else None
+        grad_W_dec = ops.sparse_transpose_matmul(codes, per_level) if ctx.needs_input_grad[1] else None
+        grad_b_dec = suffix[0].sum(dim=0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_values, grad_W_dec, grad_b_dec, None, None, None
+
+
+def nested_sparse_decode(codes: SparseCodes, W_dec: Tensor, b_dec: Tensor | None, widths: Tensor, ops) -> Tensor:
+    """Differentiable ``[L, n, d]`` reconstructions of each dictionary prefix ``[0, widths[l])``."""
+    return NestedSparseDecode.apply(codes.values, W_dec, b_dec, codes, widths, ops)
 
 
 def kept_encoder_values(

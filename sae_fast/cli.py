@@ -111,6 +111,9 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, *, prefix: str = ""
 
 # ---------------------------------------------------------------------------- SAE specs
 def _parse_value(text: str) -> Any:
+    if ";" in text:
+        # Commas already separate the spec's items, so lists are written a;b;c (quote it in a shell).
+        return [_parse_value(item.strip()) for item in text.split(";") if item.strip()]
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -123,7 +126,10 @@ def _parse_value(text: str) -> Any:
 
 
 def parse_sae_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``NAME=ARCH:key=value,...`` -> ``(NAME, {"architecture": ARCH, key: value, ...})``."""
+    """``NAME=ARCH:key=value,...`` -> ``(NAME, {"architecture": ARCH, key: value, ...})``.
+
+    A value holding ``;`` is a list: ``matryoshka_widths=768;1536;3072`` -> ``[768, 1536, 3072]``.
+    """
     match = re.fullmatch(r"([\w.-]+)=(\w+)(?::(.*))?", spec.strip())
     if not match:
         raise ValueError(
@@ -367,8 +373,11 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     source.add_argument("--cache", help="activation cache directory (from `sae-fast cache`)")
     source.add_argument("--live", action="store_true", help="stream activations from the model (--act-* flags)")
     train.add_argument("--sae", action="append", required=True, metavar="NAME=ARCH:k=v,...",
-                       help="an SAE to train, repeatable; ARCH in batchtopk/topk/jumprelu/relu, keys are "
-                            "constructor arguments, e.g. btk=batchtopk:d_sae=4096,k=32 (d_in is inferred)")
+                       help="an SAE to train, repeatable; ARCH in batchtopk/matryoshka_batchtopk/topk/jumprelu/"
+                            "relu, keys are constructor arguments, e.g. btk=batchtopk:d_sae=4096,k=32 (d_in is "
+                            "inferred); "
+                            "a list is a;b;c, e.g. 'm=matryoshka_batchtopk:d_sae=4096,k=32,"
+                            "matryoshka_widths=1024;2048;4096' (quoted: ; ends a shell command)")
     train.add_argument("--out", required=True, help="output directory: one save_pretrained folder per SAE, "
                                                     "train_result.json; checkpoints/ and metrics.jsonl by default")
     train.add_argument("--overwrite", action="store_true",

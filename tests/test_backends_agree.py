@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sae_fast import BatchTopKSAE, TopKSAE
+from sae_fast import BatchTopKSAE, MatryoshkaBatchTopKSAE, TopKSAE
 from sae_fast.kernels import cpu
 
 BACKENDS = ["torch", "cpp", "triton"]
@@ -20,22 +20,30 @@ def _run(cls, backend, x, dead_every=3, **kw):
 
 # dead_every=3: a third of the latents dead; 10: few enough that Triton's fused encoder copies
 # the dead columns to a compact buffer instead of reading them in place.
-@pytest.mark.parametrize("cls,dead_every", [(BatchTopKSAE, 3), (TopKSAE, 3), (BatchTopKSAE, 10)])
+# Matryoshka: the dense path decodes each prefix densely; a width of 1 and levels some tokens skip.
+MATRYOSHKA = {"matryoshka_widths": [1, 10, 24, 40]}
+
+
+@pytest.mark.parametrize("cls,dead_every,kw", [
+    (BatchTopKSAE, 3, {}), (TopKSAE, 3, {}), (BatchTopKSAE, 10, {}), (MatryoshkaBatchTopKSAE, 3, MATRYOSHKA),
+])  # fmt: skip
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_training_step_matches_dense_reference(cls, dead_every, backend):
+def test_training_step_matches_dense_reference(cls, dead_every, kw, backend):
     if backend == "cpp" and not cpu.is_available():
         pytest.fail("the C++ extension sae_fast._C is not built; run `pip install -e .`")
     x = torch.randn(2, 9, 8)  # 18 tokens: not a multiple of any block
-    ref_sae, ref, ref_x_grad = _run(cls, "dense", x, dead_every)
-    sae, out, x_grad = _run(cls, backend, x, dead_every)
+    ref_sae, ref, ref_x_grad = _run(cls, "dense", x, dead_every, **kw)
+    sae, out, x_grad = _run(cls, backend, x, dead_every, **kw)
     assert torch.allclose(x_grad, ref_x_grad, atol=1e-6)
     assert out.aux_loss > 0
     assert torch.equal(out.codes.row_offsets, ref.codes.row_offsets)
     assert torch.equal(out.codes.latent_indices, ref.codes.latent_indices)
     assert torch.allclose(out.loss, ref.loss, atol=1e-6)
+    if ref.nested_mse is not None:
+        assert torch.allclose(out.nested_mse, ref.nested_mse, atol=1e-6)
     for (name, p), q in zip(sae.named_parameters(), ref_sae.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-6), name
-    if cls is BatchTopKSAE:
+    if issubclass(cls, BatchTopKSAE):
         assert torch.equal(sae.threshold, ref_sae.threshold)
     assert torch.equal(sae.tokens_since_fired, ref_sae.tokens_since_fired)
 

@@ -209,6 +209,54 @@ def test_sparse_products_in_other_dtypes(dtype):
         torch.testing.assert_close(got.double(), want, **tol)
 
 
+NESTED_WIDTHS = [[1], [2, 5], [6, 17, 40], [3, 5, 40, 41, 96], [1, 100, 300]]
+
+
+@pytest.mark.parametrize("n, d_sae, per_token, d", PRODUCT_SHAPES)
+@pytest.mark.parametrize("widths", NESTED_WIDTHS, ids=str)
+def test_nested_sparse_decode_matches_reference(n, d_sae, per_token, d, widths):
+    # Fit the widths to the dictionary: drop those past it and end at d_sae.
+    widths = torch.tensor([w for w in widths if w < d_sae] + [d_sae])
+    for seed in range(2):
+        codes = random_codes(n, d_sae, per_token, seed)
+        g = torch.Generator().manual_seed(seed + 20)
+        W, b = torch.randn(d_sae, d, generator=g), torch.randn(d, generator=g)
+        for bias in (None, b):
+            got = cpu.nested_sparse_decode(codes, W, bias, widths)
+            assert got.shape == (widths.numel(), n, d)
+            torch.testing.assert_close(got, ref_products.nested_sparse_decode(codes, W, bias, widths))
+        # The last level is the whole dictionary: exactly the plain decode.
+        assert torch.equal(got[-1], cpu.sparse_decode(codes, W, b))
+
+
+def test_nested_sparse_decode_empty_rows_and_other_dtypes():
+    widths = torch.tensor([3, 9])
+    empty = random_codes(6, 9, 0, seed=0)
+    W, b = torch.randn(9, 4), torch.randn(4)
+    assert torch.equal(cpu.nested_sparse_decode(empty, W, b, widths), b.expand(2, 6, 4))
+    for dtype in (torch.bfloat16, torch.float64):
+        codes = random_codes(33, 50, 5, seed=1, dtype=dtype)
+        W, b, widths = torch.randn(50, 24).to(dtype), torch.randn(24).to(dtype), torch.tensor([10, 25, 50])
+        exact = codes.with_values(codes.values.double())
+        got = cpu.nested_sparse_decode(codes, W, b, widths)
+        assert got.dtype == dtype
+        tol = {"rtol": 2e-2, "atol": 2e-2} if dtype != torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+        torch.testing.assert_close(got.double(), ref_products.nested_sparse_decode(exact, W.double(), b.double(),
+                                                                                   widths), **tol)
+
+
+def test_nested_sparse_decode_rejects_bad_widths():
+    codes, W = random_codes(4, 6, 2, seed=0), torch.rand(6, 3)
+    for widths, message in [([], "non-empty"), ([3, 3, 6], "strictly increasing"), ([0, 6], "positive"),
+                            ([2, 5], "d_sae = 6")]:
+        with pytest.raises(ValueError, match=message):
+            cpu.nested_sparse_decode(codes, W, None, torch.tensor(widths, dtype=torch.int64))
+    with pytest.raises(TypeError, match="int64"):
+        cpu.nested_sparse_decode(codes, W, None, torch.tensor([3, 6], dtype=torch.int32))
+    with pytest.raises(ValueError, match="end at d_sae=6"):
+        ref_products.nested_sparse_decode(codes, W, None, torch.tensor([2, 5]))
+
+
 def test_sparse_transpose_matmul_is_deterministic_and_handles_hot_latents():
     # Every token uses latent 0: one output row sums over all tokens.
     n, d_sae, d = 500, 20, 64

@@ -18,14 +18,14 @@ from sae_fast.training import CheckpointError, NonFiniteError, ShuffledBatches, 
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Trains a BatchTopK and a TopK SAE for 3 epochs of 8 steps; with KILL_AT set it SIGKILLs itself when
+# Trains a BatchTopK, a TopK and a Matryoshka BatchTopK SAE for 3 epochs of 8 steps; with KILL_AT set it SIGKILLs itself when
 # the stream is asked for that batch (the trainer has checkpointed at step 6 by then).
 TRAIN_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     import torch
     torch.set_num_threads(1)
-    from sae_fast import BatchTopKSAE, TopKSAE
+    from sae_fast import BatchTopKSAE, MatryoshkaBatchTopKSAE, TopKSAE
     from sae_fast.training import ShuffledBatches, TrainConfig, Trainer
 
     out_dir, resume, kill_at = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
@@ -41,7 +41,9 @@ TRAIN_SCRIPT = textwrap.dedent(
                 yield batch
 
     saes = {"btk": BatchTopKSAE(16, 48, 4, seed=1, aux_k=8, dead_tokens_threshold=256),
-            "topk": TopKSAE(16, 48, 4, seed=2, aux_k=8, dead_tokens_threshold=256)}
+            "topk": TopKSAE(16, 48, 4, seed=2, aux_k=8, dead_tokens_threshold=256),
+            "mat": MatryoshkaBatchTopKSAE(16, 48, 4, matryoshka_widths=[8, 24, 48], seed=3, aux_k=8,
+                                          dead_tokens_threshold=256)}
     config = TrainConfig(batch_size=128, total_tokens=None, lr=1e-2, checkpoint_dir=out_dir, checkpoint_every=3,
                          log_every=2, log_jsonl=os.path.join(out_dir, "log.jsonl"), progress=False, resume=resume)
     result = Trainer(saes, config).train(KillingBatches(data, 128, epochs=3, seed=5))
@@ -74,7 +76,7 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path):
     expected = load_checkpoint(reference_dir / "checkpoint.pt")
     actual = load_checkpoint(killed_dir / "checkpoint.pt")
     assert actual["step"] == expected["step"] == 24
-    for name in ("btk", "topk"):
+    for name in ("btk", "topk", "mat"):
         for key, tensor in expected["saes"][name]["state_dict"].items():
             assert torch.equal(actual["saes"][name]["state_dict"][key], tensor), (name, key)
         for index, state in expected["optimizers"][name]["state"].items():

@@ -76,6 +76,24 @@ def test_sparse_decode(n, m, d, k_total, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n,m,d,k_total", CASES)
+def test_nested_sparse_decode(n, m, d, k_total, dtype):
+    codes = make_codes(n, m, k_total, dtype, seed=n + 3)
+    W = randn(m, d, dtype=dtype, seed=7)
+    b = randn(d, dtype=dtype, seed=8)
+    # One level, a level holding no latent of some token, and a first level of one latent.
+    for widths in ([m], [m // 3, m // 2, m], [1, m - 1, m]):
+        widths = torch.tensor(widths, dtype=torch.int64, device=DEVICE)
+        for bias in (None, b):
+            got = tri.nested_sparse_decode(codes, W, bias, widths)
+            assert got.dtype == dtype and got.shape == (widths.numel(), n, d)
+            want = ref.nested_sparse_decode(
+                as_f32(codes), W.float().cpu(), None if bias is None else b.float().cpu(), widths.cpu()
+            )
+            torch.testing.assert_close(got.float().cpu(), want, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n,m,d,k_total", CASES)
 def test_sparse_row_dots(n, m, d, k_total, dtype):
     codes = make_codes(n, m, k_total, dtype, seed=n + 1)
     A = randn(n, d, dtype=dtype, seed=3)
@@ -120,3 +138,5 @@ def test_rejects_bad_input():
         tri.sparse_transpose_matmul(codes, torch.zeros(3, 2, device=DEVICE))
     with pytest.raises(TypeError, match="float32"):
         tri.sparse_transpose_matmul(codes, torch.zeros(4, 2, dtype=torch.float64, device=DEVICE))
+    with pytest.raises(ValueError, match="int64"):
+        tri.nested_sparse_decode(codes, torch.zeros(6, 3, device=DEVICE), None, torch.tensor([6], device=DEVICE).int())

@@ -10,7 +10,9 @@ free-form ``metadata`` object; unknown top-level keys are dropped by SAELens' co
 Mapping to sae_fast: ``standard`` <-> ReLU, ``topk`` <-> TopK, ``jumprelu`` <-> JumpReLU.
 BatchTopK is written the way SAELens saves its own BatchTopK for inference: as ``jumprelu`` with
 theta repeated for every latent and ``metadata.training_architecture = "batchtopk"``, which is
-also how such files are recognised on loading.
+also how such files are recognised on loading. A Matryoshka BatchTopK SAE computes a BatchTopK's
+outputs at inference and is written the same way, as SAELens writes its own, with
+``training_architecture = "matryoshka_batchtopk"`` and its widths in ``training_architecture_details``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from sae_fast.io.reading import (
     require_file,
     require_keys,
 )
-from sae_fast.sae import BatchTopKSAE, JumpReLUSAE, ReLUSAE, SparseAutoencoder, TopKSAE
+from sae_fast.sae import BatchTopKSAE, JumpReLUSAE, MatryoshkaBatchTopKSAE, ReLUSAE, SparseAutoencoder, TopKSAE
 
 CONFIG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -49,7 +51,10 @@ CONFIG_FORMAT_VERSION = "6.0.0"
 """The SAELens config format written: SAELens treats configs below 6.0 as legacy and rewrites them."""
 
 SUPPORTED_ARCHITECTURES = ("standard", "topk", "jumprelu", "batchtopk")
-_SAELENS_ARCHITECTURE = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}
+_SAELENS_ARCHITECTURE = {
+    "relu": "standard", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu",
+    "matryoshka_batchtopk": "jumprelu",
+}
 
 
 # ---------------------------------------------------------------------------------------- writing
@@ -81,18 +86,20 @@ def saelens_files(sae: SparseAutoencoder, metadata: Mapping[str, Any] | None = N
         cfg.update(k=sae.k, rescale_acts_by_decoder_norm=False)
     elif architecture == "jumprelu":
         tensors["threshold"] = sae.threshold.detach().to("cpu").contiguous()
-    elif architecture == "batchtopk":
+    elif isinstance(sae, BatchTopKSAE):
         theta = float(sae.threshold)
         if theta <= 0:
             warnings.warn(
-                "saving a BatchTopKSAE whose threshold theta was never estimated: SAELens will load it as a "
+                f"saving a {type(sae).__name__} whose threshold theta was never estimated: SAELens will load it as a "
                 "JumpReLU with threshold 0 (a plain ReLU SAE); train it or call recalibrate_threshold() first",
                 stacklevel=3,
             )
         # theta is compared in the SAE's dtype (threshold_select casts it), so store it in that dtype.
         tensors["threshold"] = torch.full((sae.d_sae,), theta, dtype=sae.dtype)
-        meta["training_architecture"] = "batchtopk"
+        meta["training_architecture"] = architecture
         meta["training_architecture_details"] = {"k": sae.k}
+        if isinstance(sae, MatryoshkaBatchTopKSAE):
+            meta["training_architecture_details"]["matryoshka_widths"] = list(sae.matryoshka_widths)
     cfg["metadata"] = meta
     return cfg, tensors
 
@@ -224,7 +231,12 @@ def load_saelens_folder(
     uniform = bool(torch.all(threshold == threshold[0]))
     # A BatchTopK saved for inference; with a fractional k (allowed by SAELens) it stays a JumpReLU,
     # which computes the same outputs but cannot be trained as BatchTopK.
-    if metadata.get("training_architecture") == "batchtopk" and uniform and float(threshold[0]) > 0 and _is_k(k, d_sae):
+    trained_as = metadata.get("training_architecture")
+    if trained_as in ("batchtopk", "matryoshka_batchtopk") and uniform and float(threshold[0]) > 0 and _is_k(k, d_sae):
+        widths = details.get("matryoshka_widths")
+        if trained_as == "matryoshka_batchtopk" and _is_widths(widths, d_sae):
+            build = {**build, "matryoshka_widths": [int(w) for w in widths]}
+            return _batch_topk(state, int(k), float(threshold[0]), build, MatryoshkaBatchTopKSAE)
         return _batch_topk(state, int(k), float(threshold[0]), build)
     state["threshold"] = threshold
     kwargs = {}
@@ -250,7 +262,17 @@ def _k(value: object, d_sae: int, cfg_path: Path) -> int:
     return int(value)
 
 
-def _batch_topk(state: dict[str, Tensor], k: int, theta: float, build: dict) -> BatchTopKSAE:
+def _is_widths(value: object, d_sae: int) -> bool:
+    """Whether ``value`` is a usable list of Matryoshka widths (else the SAE loads as a plain BatchTopK)."""
+    if not isinstance(value, list) or not value or not all(is_integral(w) for w in value):
+        return False
+    widths = [int(w) for w in value]
+    return widths[0] > 0 and all(b > a for a, b in zip(widths, widths[1:])) and widths[-1] == d_sae
+
+
+def _batch_topk(
+    state: dict[str, Tensor], k: int, theta: float, build: dict, cls: type[BatchTopKSAE] = BatchTopKSAE
+) -> BatchTopKSAE:
     # theta came from someone else's training run: freeze it so further training refines the
     # weights without silently replacing it by a one-batch estimate.
     state = {
@@ -258,4 +280,4 @@ def _batch_topk(state: dict[str, Tensor], k: int, theta: float, build: dict) -> 
         "threshold": torch.tensor(theta, dtype=torch.float32),
         "threshold_frozen": torch.tensor(True),
     }
-    return build_sae(BatchTopKSAE, state, k=k, **build)
+    return build_sae(cls, state, k=k, **build)

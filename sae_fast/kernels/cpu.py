@@ -172,6 +172,21 @@ def sparse_decode(codes: SparseCodes, W_dec: Tensor, b_dec: Tensor | None = None
     return torch.from_numpy(out).to(out_dtype)
 
 
+def nested_sparse_decode(codes: SparseCodes, W_dec: Tensor, b_dec: Tensor | None, widths: Tensor) -> Tensor:
+    """``out[l, i] = b_dec + sum_{j in row i, latent(j) < widths[l]} values[j] * W_dec[latent(j)]``, ``[L, n, d]``."""
+    row_offsets, latent_indices = _check_codes(codes)
+    w = _check_dictionary(W_dec, "W_dec", codes)
+    values = _floats(codes.values, "codes.values", 1)
+    ends = _indices(widths, "widths")
+    bias = None
+    out_dtype = W_dec.dtype
+    if b_dec is not None:
+        bias = _floats(b_dec, "b_dec", 1)
+        out_dtype = torch.result_type(W_dec, b_dec)
+    out = _extension().nested_sparse_decode(row_offsets, latent_indices, values, w, bias, ends)
+    return torch.from_numpy(out).to(out_dtype)
+
+
 def sparse_row_dots(codes: SparseCodes, A: Tensor, W: Tensor) -> Tensor:
     """``out[j] = <A[token(j)], W[latent(j)]>`` for every kept entry; ``A`` ``[n, d]``, ``W`` ``[d_sae, d]``."""
     row_offsets, latent_indices = _check_codes(codes)

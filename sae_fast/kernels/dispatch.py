@@ -1,8 +1,9 @@
-"""Which implementation of the seven kernel ops a tensor's device gets.
+"""Which implementation of the eight kernel ops a tensor's device gets.
 
 Every backend exposes the same functions with the signatures of the plain-torch references
-(``batch_topk_select``, ``topk_select``, ``subset_topk_select``, ``threshold_select``,
-``sparse_decode``, ``sparse_row_dots``, ``sparse_transpose_matmul``), so the autograd Functions never branch on it.
+(``batch_topk_select``, ``topk_select``, ``subset_topk_select``, ``threshold_select``, ``sparse_decode``,
+``nested_sparse_decode``, ``sparse_row_dots``, ``sparse_transpose_matmul``), so the autograd Functions never
+branch on it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ REFERENCE_OPS = SimpleNamespace(
     subset_topk_select=select_reference.subset_topk_select,
     threshold_select=select_reference.threshold_select,
     sparse_decode=sparse_decode_reference.sparse_decode,
+    nested_sparse_decode=sparse_decode_reference.nested_sparse_decode,
     sparse_row_dots=sparse_decode_reference.sparse_row_dots,
     sparse_transpose_matmul=sparse_decode_reference.sparse_transpose_matmul,
 )

@@ -4,6 +4,7 @@ Same contract as :mod:`sae_fast.kernels.sparse_decode_reference`; all three cost
 instead of the dense O(n * d_sae * d):
 
 - :func:`sparse_decode`            ``out[i] = sum_{j in row i} values[j] * W[latent(j)]`` (+ b)
+- :func:`nested_sparse_decode`     the same for every prefix ``latent(j) < widths[l]`` at once, ``[L, n, d]``
 - :func:`sparse_row_dots`          ``out[j] = <A[token(j)], W[latent(j)]>``
 - :func:`sparse_transpose_matmul`  ``out[l] = sum_{j : latent(j) = l} values[j] * A[token(j)]``
 
@@ -21,6 +22,7 @@ import triton.language as tl
 from torch import Tensor
 
 from sae_fast.kernels.select_triton import check_kernel_tensor, interpreting
+from sae_fast.kernels.sparse_decode_reference import split_rows_by_level
 from sae_fast.sparse_codes import SparseCodes
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -52,6 +54,37 @@ def _check_matrix(name: str, t: Tensor, rows: int | None, rows_meaning: str, dev
         raise ValueError(f"{name} is on {t.device} but the codes are on {device}")
 
 
+def _check_bias(b: Tensor | None, W: Tensor) -> tuple[Tensor | None, torch.dtype]:
+    """``b`` ready for a decode kernel, and the output dtype (W's promoted with b's, as torch would)."""
+    if b is None:
+        return None, W.dtype
+    check_kernel_tensor("b", b)
+    if tuple(b.shape) != (W.shape[1],):
+        raise ValueError(f"b must have shape ({W.shape[1]},) to match W's columns, got {tuple(b.shape)}")
+    return b.contiguous(), torch.promote_types(W.dtype, b.dtype)
+
+
+@triton.jit
+def _gather_rows_sum(
+    acc, start, end, index_ptr, value_ptr, m_ptr, m_stride_row, m_stride_col, cols, col_valid,
+    BLOCK_E: tl.constexpr,
+):  # fmt: skip
+    """``acc + sum_{j in [start, end)} values[j] * M[index[j], cols]`` in float32: decode gathers
+    decoder rows by latent, the transpose product gathers input rows by token."""
+    for first in range(start, end, BLOCK_E):
+        entries = first + tl.arange(0, BLOCK_E)
+        entry_valid = entries < end
+        rows = tl.load(index_ptr + entries, mask=entry_valid, other=0)
+        values = tl.load(value_ptr + entries, mask=entry_valid, other=0).to(tl.float32)
+        m = tl.load(
+            m_ptr + rows[:, None] * m_stride_row + cols[None, :] * m_stride_col,
+            mask=entry_valid[:, None] & col_valid[None, :],
+            other=0,
+        ).to(tl.float32)
+        acc += tl.sum(values[:, None] * m, 0)
+    return acc
+
+
 @triton.jit
 def _sparse_decode_kernel(
     row_offsets_ptr, latent_ptr, value_ptr, w_ptr, w_stride_row, w_stride_col, b_ptr, out_ptr, d,
@@ -63,18 +96,10 @@ def _sparse_decode_kernel(
     col_valid = cols < d
     start = tl.load(row_offsets_ptr + row)
     end = tl.load(row_offsets_ptr + row + 1)
-    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for first in range(start, end, BLOCK_E):
-        entries = first + tl.arange(0, BLOCK_E)
-        entry_valid = entries < end
-        latents = tl.load(latent_ptr + entries, mask=entry_valid, other=0)
-        values = tl.load(value_ptr + entries, mask=entry_valid, other=0).to(tl.float32)
-        w = tl.load(
-            w_ptr + latents[:, None] * w_stride_row + cols[None, :] * w_stride_col,
-            mask=entry_valid[:, None] & col_valid[None, :],
-            other=0,
-        ).to(tl.float32)
-        acc += tl.sum(values[:, None] * w, 0)
+    acc = _gather_rows_sum(
+        tl.zeros([BLOCK_D], dtype=tl.float32), start, end, latent_ptr, value_ptr, w_ptr, w_stride_row, w_stride_col,
+        cols, col_valid, BLOCK_E,
+    )  # fmt: skip
     if HAS_BIAS:
         acc += tl.load(b_ptr + cols, mask=col_valid, other=0).to(tl.float32)
     tl.store(out_ptr + row.to(tl.int64) * d + cols, acc, mask=col_valid)
@@ -87,18 +112,56 @@ def sparse_decode(codes: SparseCodes, W: Tensor, b: Tensor | None = None) -> Ten
     dev = codes.values.device
     _check_matrix("W", W, codes.d_sae, "one per latent", dev)
     n, d = codes.n_tokens, W.shape[1]
-    out_dtype = W.dtype
-    if b is not None:
-        check_kernel_tensor("b", b)
-        if tuple(b.shape) != (d,):
-            raise ValueError(f"b must have shape ({d},) to match W's columns, got {tuple(b.shape)}")
-        out_dtype = torch.promote_types(W.dtype, b.dtype)
-        b = b.contiguous()
+    b, out_dtype = _check_bias(b, W)
     out = torch.empty(n, d, dtype=out_dtype, device=dev)
     if n > 0 and d > 0:
         _sparse_decode_kernel[(n, triton.cdiv(d, _DIM))](
             codes.row_offsets, codes.latent_indices, codes.values, W, W.stride(0), W.stride(1),
             b if b is not None else out, out, d,
+            HAS_BIAS=b is not None, BLOCK_E=_ENTRIES, BLOCK_D=_DIM,
+        )  # fmt: skip
+    return out
+
+
+@triton.jit
+def _nested_sparse_decode_kernel(
+    level_offsets_ptr, latent_ptr, value_ptr, w_ptr, w_stride_row, w_stride_col, b_ptr, out_ptr, n, d, n_levels,
+    HAS_BIAS: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_D: tl.constexpr,
+):  # fmt: skip
+    """One program per (token, d-block): one walk over the token's entries, level by level,
+    storing the running sum at each level's end (each level's reconstruction)."""
+    row = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    col_valid = cols < d
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + cols, mask=col_valid, other=0).to(tl.float32)
+    for level in range(0, n_levels):
+        start = tl.load(level_offsets_ptr + row * n_levels + level)
+        end = tl.load(level_offsets_ptr + row * n_levels + level + 1)
+        acc = _gather_rows_sum(
+            acc, start, end, latent_ptr, value_ptr, w_ptr, w_stride_row, w_stride_col, cols, col_valid, BLOCK_E
+        )
+        tl.store(out_ptr + (level * n + row).to(tl.int64) * d + cols, acc, mask=col_valid)
+
+
+def nested_sparse_decode(codes: SparseCodes, W: Tensor, b: Tensor | None, widths: Tensor) -> Tensor:
+    """``[L, n, d]``: level l decodes only the latents below ``widths[l]`` (int64, increasing, last = d_sae)."""
+    _check_codes(codes)
+    dev = codes.values.device
+    _check_matrix("W", W, codes.d_sae, "one per latent", dev)
+    check_kernel_tensor("widths", widths)
+    if widths.dim() != 1 or widths.dtype != torch.int64 or widths.numel() == 0:
+        raise ValueError("widths must be a non-empty 1-D int64 tensor of prefix widths ending at d_sae")
+    n, d, n_levels = codes.n_tokens, W.shape[1], widths.numel()
+    b, out_dtype = _check_bias(b, W)
+    out = torch.empty(n_levels, n, d, dtype=out_dtype, device=dev)
+    if n > 0 and d > 0:
+        # The (token, level) slices of the rows, so the kernel never tests a latent against a width.
+        level_offsets = split_rows_by_level(codes, widths).row_offsets
+        _nested_sparse_decode_kernel[(n, triton.cdiv(d, _DIM))](
+            level_offsets, codes.latent_indices, codes.values, W, W.stride(0), W.stride(1),
+            b if b is not None else out, out, n, d, n_levels,
             HAS_BIAS=b is not None, BLOCK_E=_ENTRIES, BLOCK_D=_DIM,
         )  # fmt: skip
     return out
@@ -157,18 +220,10 @@ def _sparse_transpose_matmul_kernel(
     col_valid = cols < d
     start = tl.load(latent_offsets_ptr + latent)
     end = tl.load(latent_offsets_ptr + latent + 1)
-    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for first in range(start, end, BLOCK_E):
-        entries = first + tl.arange(0, BLOCK_E)
-        entry_valid = entries < end
-        tokens = tl.load(token_ptr + entries, mask=entry_valid, other=0)
-        values = tl.load(value_ptr + entries, mask=entry_valid, other=0).to(tl.float32)
-        a = tl.load(
-            a_ptr + tokens[:, None] * a_stride_row + cols[None, :] * a_stride_col,
-            mask=entry_valid[:, None] & col_valid[None, :],
-            other=0,
-        ).to(tl.float32)
-        acc += tl.sum(values[:, None] * a, 0)
+    acc = _gather_rows_sum(
+        tl.zeros([BLOCK_D], dtype=tl.float32), start, end, token_ptr, value_ptr, a_ptr, a_stride_row, a_stride_col,
+        cols, col_valid, BLOCK_E,
+    )  # fmt: skip
     tl.store(out_ptr + latent.to(tl.int64) * d + cols, acc, mask=col_valid)
 
 

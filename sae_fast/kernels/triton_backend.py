@@ -22,6 +22,7 @@ _OP_MODULES = {
     "subset_topk_select": "select_triton",
     "threshold_select": "select_triton",
     "sparse_decode": "sparse_products_triton",
+    "nested_sparse_decode": "sparse_products_triton",
     "sparse_row_dots": "sparse_products_triton",
     "sparse_transpose_matmul": "sparse_products_triton",
     "encode_select": "encode_select_triton",

@@ -316,17 +316,24 @@ class SparseAutoencoder(nn.Module, abc.ABC):
 
     def _output(
         self, x_tokens: Tensor, x_hat: Tensor, codes: SparseCodes, sparsity: Tensor | None = None,
-        aux: Tensor | None = None,
+        aux: Tensor | None = None, reconstructions: Tensor | None = None,
     ) -> TrainingOutput:
+        """``reconstructions`` ``[L, n, d_in]`` (last = ``x_hat``): with L > 1 the loss sums every level's MSE."""
         zero = x_hat.new_zeros(())
-        mse = (x_hat - x_tokens).pow(2).mean()
+        nested_mse = None
+        if reconstructions is not None and reconstructions.shape[0] > 1:
+            nested_mse = (reconstructions - x_tokens).pow(2).mean(dim=(1, 2))
+            mse, reconstruction_loss = nested_mse[-1], nested_mse.sum()
+        else:
+            mse = reconstruction_loss = (x_hat - x_tokens).pow(2).mean()
         sparsity = zero if sparsity is None else sparsity
         aux = zero if aux is None else aux
         counts = codes.counts()
         detached = codes.with_values(codes.values.detach())
         return TrainingOutput(
-            loss=mse + sparsity + aux, mse=mse, aux_loss=aux, sparsity_loss=sparsity,
+            loss=reconstruction_loss + sparsity + aux, mse=mse, aux_loss=aux, sparsity_loss=sparsity,
             l0=counts.to(torch.float32).mean(), active_counts=counts, codes=detached, x_hat=x_hat, target=x_tokens,
+            nested_mse=nested_mse,
         )
 
     @torch.no_grad()

@@ -73,7 +73,8 @@ class KSparseSAE(SparseAutoencoder):
         """The path peers use: dense masks and dense matrix products (the gradient reference)."""
         pre = self.pre_activations(x_tokens)
         codes = self.select(pre.detach(), REFERENCE_OPS)
-        x_hat = (pre * self._mask(codes)) @ self.W_dec + self.b_dec
+        reconstructions = self._dense_reconstructions(pre * self._mask(codes))
+        x_hat = reconstructions[-1]
         aux = None
         aux_selection = self._aux_selection()
         if aux_selection is not None:
@@ -82,7 +83,7 @@ class KSparseSAE(SparseAutoencoder):
             aux_codes = REFERENCE_OPS.topk_select(dead_only, aux_selection[1])
             e_hat = (pre * self._mask(aux_codes)) @ self.W_dec
             aux = self._aux_loss((x_tokens - x_hat).detach(), e_hat)
-        return self._output(x_tokens, x_hat, codes, aux=aux)
+        return self._output(x_tokens, x_hat, codes, aux=aux, reconstructions=reconstructions)
 
     def _sparse_pass(self, x_tokens: Tensor, ops) -> TrainingOutput:
         """Only the encoder product is dense; everything after it costs in proportion to n * k."""
@@ -102,12 +103,24 @@ class KSparseSAE(SparseAutoencoder):
                 if aux_selection is not None:
                     aux_codes = ops.subset_topk_select(pre, *aux_selection)
                 del pre
-        x_hat = self._sparse_reconstruction(x_tokens, codes, ops)
+        reconstructions = self._sparse_reconstructions(x_tokens, codes, ops)
+        x_hat = reconstructions[-1]
         aux = None
         if aux_codes is not None:
             e_hat = self._sparse_reconstruction(x_tokens, aux_codes, ops, with_bias=False)
             aux = self._aux_loss((x_tokens - x_hat).detach(), e_hat)
-        return self._output(x_tokens, x_hat, codes, aux=aux)
+        return self._output(x_tokens, x_hat, codes, aux=aux, reconstructions=reconstructions)
+
+    def _dense_reconstructions(self, f: Tensor) -> Tensor:
+        """What the loss compares with the input, ``[L, n, d_in]`` from dense codes ``f``; the last is x_hat.
+
+        One level here; Matryoshka SAEs return one per dictionary prefix.
+        """
+        return (f @ self.W_dec + self.b_dec).unsqueeze(0)
+
+    def _sparse_reconstructions(self, x_tokens: Tensor, codes: SparseCodes, ops) -> Tensor:
+        """:meth:`_dense_reconstructions` on the sparse path, from the kept codes (detached values)."""
+        return self._sparse_reconstruction(x_tokens, codes, ops).unsqueeze(0)
 
     def _after_selection(self, codes: SparseCodes) -> None:
         """Hook for state that depends on the training selection (BatchTopK's theta)."""

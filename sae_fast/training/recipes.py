@@ -36,7 +36,7 @@ class Recipe:
         kwargs = dict(self.sae)
         if self.dead_after_batches is not None:
             kwargs["dead_tokens_threshold"] = self.dead_after_batches * batch_size
-        if architecture in ("topk", "batchtopk"):
+        if architecture in ("topk", "batchtopk", "matryoshka_batchtopk"):
             kwargs.update(self.k_sparse)
         return kwargs
 

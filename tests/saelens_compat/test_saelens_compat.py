@@ -15,20 +15,26 @@ sae_lens = pytest.importorskip("sae_lens")
 from sae_lens import SAE  # noqa: E402
 from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig  # noqa: E402
 from sae_lens.saes.jumprelu_sae import JumpReLUSAE as LensJumpReLU  # noqa: E402
+from sae_lens.saes.matryoshka_batchtopk_sae import (  # noqa: E402
+    MatryoshkaBatchTopKTrainingSAE,
+    MatryoshkaBatchTopKTrainingSAEConfig,
+)
 from sae_lens.saes.jumprelu_sae import JumpReLUSAEConfig  # noqa: E402
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig  # noqa: E402
 from sae_lens.saes.topk_sae import TopKSAE as LensTopK  # noqa: E402
 from sae_lens.saes.topk_sae import TopKSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig  # noqa: E402
 
 from sae_fast.io import load_pretrained, save_pretrained  # noqa: E402
-from sae_fast.sae import BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE  # noqa: E402
+from sae_fast.sae import BatchTopKSAE, JumpReLUSAE, MatryoshkaBatchTopKSAE, ReLUSAE, TopKSAE  # noqa: E402
 
 D_IN, D_SAE, K = 16, 64, 4
+WIDTHS = [8, 24, D_SAE]
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def trained_like(cls, normalize_activations="none"):
-    kwargs = {BatchTopKSAE: {"k": K}, TopKSAE: {"k": K}, JumpReLUSAE: {}, ReLUSAE: {"l1_coefficient": 0.01}}[cls]
+    kwargs = {BatchTopKSAE: {"k": K}, TopKSAE: {"k": K}, JumpReLUSAE: {}, ReLUSAE: {"l1_coefficient": 0.01},
+              MatryoshkaBatchTopKSAE: {"k": K, "matryoshka_widths": WIDTHS}}[cls]
     sae = cls(D_IN, D_SAE, seed=1, normalize_activations=normalize_activations, **kwargs)
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.3)
@@ -60,7 +66,8 @@ def assert_same(ours, theirs, x):
 
 @pytest.mark.parametrize(
     "cls, lens_cls",
-    [(BatchTopKSAE, LensJumpReLU), (TopKSAE, LensTopK), (JumpReLUSAE, LensJumpReLU), (ReLUSAE, StandardSAE)],
+    [(BatchTopKSAE, LensJumpReLU), (TopKSAE, LensTopK), (JumpReLUSAE, LensJumpReLU), (ReLUSAE, StandardSAE),
+     (MatryoshkaBatchTopKSAE, LensJumpReLU)],
 )
 def test_saelens_loads_what_sae_fast_saves(cls, lens_cls, tmp_path):
     ours = trained_like(cls)
@@ -122,4 +129,15 @@ def test_saelens_trained_topk_inference_save(tmp_path):
     trainer_side.save_inference_model(tmp_path / "sae")
     ours = load_pretrained(tmp_path / "sae")
     assert type(ours) is TopKSAE
+    assert_same(ours, SAE.load_from_disk(str(tmp_path / "sae")), torch.randn(4, 8, D_IN))
+
+
+def test_saelens_trained_matryoshka_becomes_a_matryoshka_sae(tmp_path):
+    cfg = MatryoshkaBatchTopKTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K, matryoshka_widths=list(WIDTHS))
+    trainer_side = randomize(MatryoshkaBatchTopKTrainingSAE(cfg))
+    trainer_side.topk_threshold = torch.tensor(0.7, dtype=torch.double)
+    trainer_side.save_inference_model(tmp_path / "sae")
+    ours = load_pretrained(tmp_path / "sae")
+    assert type(ours) is MatryoshkaBatchTopKSAE and ours.k == K and list(ours.matryoshka_widths) == WIDTHS
+    assert float(ours.threshold) == pytest.approx(0.7)
     assert_same(ours, SAE.load_from_disk(str(tmp_path / "sae")), torch.randn(4, 8, D_IN))
