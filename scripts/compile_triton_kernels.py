@@ -91,6 +91,12 @@ def _product_variants():
             w_stride_col="i64", b_ptr="*fp32", out_ptr="*fp32", d="i32", HAS_BIAS=has_bias,
             BLOCK_E=prod._ENTRIES, BLOCK_D=prod._DIM,
         )  # fmt: skip
+    for has_bias in (False, True):
+        yield f"nested_sparse_decode bias={has_bias}", prod._nested_sparse_decode_kernel, dict(
+            level_offsets_ptr="*i64", latent_ptr="*i64", value_ptr="*fp32", w_ptr="*fp32", w_stride_row="i64",
+            w_stride_col="i64", b_ptr="*fp32", out_ptr="*fp32", n="i32", d="i32", n_levels="i32",
+            HAS_BIAS=has_bias, BLOCK_E=prod._ENTRIES, BLOCK_D=prod._DIM,
+        )  # fmt: skip
     yield "sparse_row_dots", prod._sparse_row_dots_kernel, dict(
         token_ptr="*i64", latent_ptr="*i64", a_ptr="*fp32", a_stride_row="i64", a_stride_col="i64",
         w_ptr="*fp32", w_stride_row="i64", w_stride_col="i64", out_ptr="*fp32", nnz="i64", d="i32",
