@@ -67,3 +67,20 @@ def test_bad_milestones_are_refused(tmp_path):
         tiny_config(tmp_path, milestones=(16, 8))
     with pytest.raises(SystemExit):
         main(["--help"])
+
+
+def test_matryoshka_study_after_the_reproduction(reproduced):
+    from sae_fast.reproduce.matryoshka import prefix_sae, run_matryoshka_study
+
+    out, _ = reproduced
+    report = run_matryoshka_study(tiny_config(out), log=lambda m: None)
+    result = json.loads((out / "matryoshka" / "step000016" / "matryoshka.json").read_text())
+    assert set(result["prefix_vs_batchtopk"]) == {"24", "48", "96"}
+    assert set(result["prefix_vs_prefix"]) == {"24_to_48", "48_to_96"}
+    # A prefix's first latents are the next prefix's: none of them can be novel.
+    assert result["prefix_vs_prefix"]["24_to_48"]["novel_fraction"] <= 0.5
+    assert 0 <= result["meta_sae_fve"]["matryoshka"] <= 1 and "Matryoshka" in report.read_text()
+    sae = load_pretrained(out / "matryoshka" / "step000016" / "sae")
+    x = ActivationCacheReader(out / "cache", split="heldout").rows(0, 64)
+    prefix = prefix_sae(sae, 48)
+    assert prefix.encode(x).equal(sae.encode(x)[:, :48])  # the eval-mode prefix is the restriction

@@ -17,6 +17,7 @@ from sae_fast.io.atomic import atomic_write_text
 from sae_fast.reproduce.config import ReproduceConfig, SAESpec
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.training import PAPER, TrainConfig, Trainer
+from sae_fast.training.recipes import K_SPARSE_ARCHITECTURES
 
 DONE = "done.json"
 CALIBRATION_BATCHES = 8
@@ -52,7 +53,7 @@ def build_sae(spec: SAESpec, d_in: int, config: ReproduceConfig) -> SparseAutoen
     """A fresh member of the family with the paper's recipe (layer_norm inputs, aux loss)."""
     kwargs = PAPER.sae_kwargs(spec.architecture, config.batch_size)
     kwargs["dead_tokens_threshold"] = config.dead_tokens
-    if spec.architecture in ("batchtopk", "topk"):
+    if spec.architecture in K_SPARSE_ARCHITECTURES:
         kwargs["k"] = config.k
     return SparseAutoencoder.from_config_dict(
         {"architecture": spec.architecture, "d_in": d_in, "d_sae": spec.d_sae, "seed": spec.seed, **kwargs,

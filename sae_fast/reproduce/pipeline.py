@@ -90,17 +90,21 @@ def run_reproduction(config: ReproduceConfig) -> Path:
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_config(argv: list[str] | None, prog: str = "python -m sae_fast.reproduce", doc: str | None = __doc__
+                 ) -> ReproduceConfig:
+    """A :class:`ReproduceConfig` from command-line flags (one per field)."""
     import argparse
 
     from sae_fast.cli import add_dataclass_arguments, dataclass_from_args
 
-    parser = argparse.ArgumentParser(prog="python -m sae_fast.reproduce", description=__doc__)
+    parser = argparse.ArgumentParser(prog=prog, description=doc)
     add_dataclass_arguments(parser, ReproduceConfig, skip=("milestones",))
     parser.add_argument("--milestones", type=int, nargs="+", default=list(ReproduceConfig.milestones),
                         help="optimiser steps at which to snapshot and measure; training ends at the last")
     args = parser.parse_args(argv)
-    config = dataclass_from_args(ReproduceConfig, args, milestones=tuple(args.milestones))
-    run_reproduction(config)
-    return 0
+    return dataclass_from_args(ReproduceConfig, args, milestones=tuple(args.milestones))
 
+
+def main(argv: list[str] | None = None) -> int:
+    run_reproduction(parse_config(argv))
+    return 0

@@ -13,6 +13,10 @@ from typing import Any
 from sae_fast.training.config import PAPER_BATCH_SIZE, PAPER_BETAS, PAPER_LR, TrainConfig
 
 
+K_SPARSE_ARCHITECTURES = ("topk", "batchtopk", "matryoshka_batchtopk")
+"""Architectures with a budget k and the dead-latent aux loss."""
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Defaults for :class:`TrainConfig` and for the SAEs' constructors; explicit settings win."""
@@ -36,7 +40,7 @@ class Recipe:
         kwargs = dict(self.sae)
         if self.dead_after_batches is not None:
             kwargs["dead_tokens_threshold"] = self.dead_after_batches * batch_size
-        if architecture in ("topk", "batchtopk", "matryoshka_batchtopk"):
+        if architecture in K_SPARSE_ARCHITECTURES:
             kwargs.update(self.k_sparse)
         return kwargs
 
