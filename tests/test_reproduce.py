@@ -84,3 +84,11 @@ def test_matryoshka_study_after_the_reproduction(reproduced):
     x = ActivationCacheReader(out / "cache", split="heldout").rows(0, 64)
     prefix = prefix_sae(sae, 48)
     assert prefix.encode(x).equal(sae.encode(x)[:, :48])  # the eval-mode prefix is the restriction
+
+
+def test_reusing_a_cache_of_another_configuration_is_refused(reproduced):
+    out, _ = reproduced
+    config = tiny_config(out)
+    other = ReproduceConfig(**{**config.to_dict(), "milestones": (8, 16), "train_tokens": 6000})
+    with pytest.raises(ValueError, match="another extraction"):
+        run_reproduction(other)

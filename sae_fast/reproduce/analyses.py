@@ -18,7 +18,7 @@ def load_family(config: ReproduceConfig, folder: Path) -> dict[str, Any]:
     return {spec.name: load_pretrained(folder / spec.name) for spec in config.family}
 
 
-def _names(config: ReproduceConfig) -> dict[str, str]:
+def family_names(config: ReproduceConfig) -> dict[str, str]:
     s, m, l = config.small, config.medium, config.large
     return {"small": f"batchtopk_{s}_s0", "small_other": f"batchtopk_{s}_s1", "medium": f"batchtopk_{m}_s0",
             "medium_other": f"batchtopk_{m}_s1", "large": f"batchtopk_{l}_s0", "topk": f"topk_{m}_s0",
@@ -50,7 +50,7 @@ def convergence_point(config: ReproduceConfig, saes: dict[str, Any], x: torch.Te
     from sae_fast.evaluation import evaluate
     from sae_fast.stitching import classify_latents, reconstruction_fraction
 
-    n = _names(config)
+    n = family_names(config)
     small, medium = saes[n["small"]], saes[n["medium"]]
     evaluation = evaluate(medium, x)
     return {
@@ -75,7 +75,7 @@ def stitching_analyses(config: ReproduceConfig, saes: dict[str, Any], x: torch.T
     )
     from sae_fast.stitching.figures import plot_activation_similarity, plot_interpolation, plot_reconstruction_fraction
 
-    n = _names(config)
+    n = family_names(config)
     stitching = StitchingConfig(threshold=config.threshold, novel_order="random", group_order="random",
                                 seed=config.seed)
     records, paths = {}, {}
@@ -116,7 +116,7 @@ def architecture_comparison(config: ReproduceConfig, saes: dict[str, Any], x: to
     from sae_fast.evaluation import evaluate
     from sae_fast.report import _plot_l0_histograms
 
-    n = _names(config)
+    n = family_names(config)
     model = tokens = None
     if config.ce_sequences:
         from sae_fast.cli import load_model_by_name
@@ -148,7 +148,7 @@ def meta_analyses(config: ReproduceConfig, saes: dict[str, Any], out: Path) -> d
     from sae_fast.io import save_pretrained
     from sae_fast.meta import MetaSAEConfig, compare_with_saes, decoder_substitution, plot_meta_report, train_meta_sae
 
-    n = _names(config)
+    n = family_names(config)
     large = saes[n["large"]]
     meta_config = MetaSAEConfig(n_meta_latents=config.n_meta_latents, k=config.meta_k, epochs=config.meta_epochs,
                                 batch_size=large.d_sae, seed=config.seed, progress=config.progress)

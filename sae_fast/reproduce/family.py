@@ -36,10 +36,20 @@ def extract_cache(config: ReproduceConfig, log) -> Any:
     )
     try:
         reader = ActivationCacheReader(directory)
+    except (FileNotFoundError, ValueError):
+        reader = None  # missing or unfinished: extract_activations creates or finishes it
+    if reader is not None:
+        m = reader.manifest
+        wanted = {"hook_name": config.hook_name, "seq_len": config.seq_len,
+                  "requested_sequences": -(-total // (config.seq_len - activation_config.first_position))}
+        found = {key: m.get(key) for key in wanted}
+        if found != wanted:
+            raise ValueError(
+                f"{directory} holds another extraction ({found}) than this configuration asks for ({wanted}); "
+                "pass another --out, or delete the cache (and the SAEs trained on it) to extract again"
+            )
         log(f"cache: reusing {directory} ({reader.num_rows} training rows)")
         return reader
-    except (FileNotFoundError, ValueError):
-        pass  # missing or unfinished: extract_activations creates or finishes it
     log(f"cache: loading {config.model} and extracting {total} tokens at {config.hook_name} into {directory}")
     model = load_model_by_name(config.model, "cpu")
     start = time.perf_counter()

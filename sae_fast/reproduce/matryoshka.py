@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from sae_fast.io.atomic import atomic_write_text
-from sae_fast.reproduce.analyses import _names, add_novel_relative_mse_change, load_family
+from sae_fast.reproduce.analyses import family_names, add_novel_relative_mse_change, load_family
 from sae_fast.reproduce.config import ReproduceConfig, SAESpec
 from sae_fast.reproduce.family import DONE, build_sae, snapshot_dir
 from sae_fast.sae import BatchTopKSAE
@@ -94,7 +94,7 @@ def run_matryoshka_study(config: ReproduceConfig, log=print) -> Path:
     reader = ActivationCacheReader(out / "cache")
     x = ActivationCacheReader(out / "cache", split="heldout").rows(0, config.eval_tokens)
     matryoshka = train_matryoshka(config, reader, log)
-    family, n = load_family(config, final), _names(config)
+    family, n = load_family(config, final), family_names(config)
     widths = (config.small, config.medium, config.large)
     prefixes = {w: prefix_sae(matryoshka, w) for w in widths}
     independent = {config.small: family[n["small"]], config.medium: family[n["medium"]], config.large: family[n["large"]]}

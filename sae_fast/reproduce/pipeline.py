@@ -10,7 +10,7 @@ import torch
 
 from sae_fast.io.atomic import atomic_write_text
 from sae_fast.reproduce.analyses import (
-    _names, architecture_comparison, convergence_point, load_family, meta_analyses, stitching_analyses,
+    family_names, architecture_comparison, convergence_point, load_family, meta_analyses, stitching_analyses,
 )
 from sae_fast.reproduce.claims import CLAIMS_FORMAT, CLAIMS_VERSION, build_claims, check_claims_format
 from sae_fast.reproduce.config import ReproduceConfig
@@ -63,7 +63,7 @@ def run_reproduction(config: ReproduceConfig) -> Path:
     _log("meta-SAE")
     meta = timed("meta-SAE", meta_analyses, config, saes, out / "meta")
 
-    n = _names(config)
+    n = family_names(config)
     relative = lambda name: str((final / name).relative_to(out))  # noqa: E731
     folders = {"small": relative(n["small"]), "large": relative(n["medium"]), "small_other": relative(n["small_other"]),
                **{f"{key}_name": n[key] for key in ("small", "small_other", "medium", "topk", "jumprelu")}}
