@@ -90,7 +90,7 @@ def run_smollm2(args: argparse.Namespace) -> Path:
     train_sequences = -(-args.train_tokens // rows_per_sequence)
     config = ActivationConfig(hook_name=hook, seq_len=seq_len, first_position=first_position,
                               max_tokens=(train_sequences + heldout_sequences) * rows_per_sequence,
-                              seed=args.seed)
+                              seed=args.seed, heldout_fraction=0.0)  # the demo holds out its own last sequences
     print(f"[2/5] activations at {hook}: {config.max_tokens} tokens into {out / 'cache'} (reused when complete)")
     t0 = time.perf_counter()
     reader = extract_activations(model, OfflineProse(seed=args.seed), out / "cache", config, progress=True)
