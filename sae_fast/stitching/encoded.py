@@ -129,20 +129,25 @@ def _normalization_key(sae: nn.Module) -> tuple[str, float]:
     return mode, scale
 
 
+def check_same_normalization(small: nn.Module, large: nn.Module) -> tuple[str, float]:
+    """The two SAEs' shared ``(normalize_activations, scale)``; refuses SAEs that normalise differently."""
+    key = _normalization_key(small)
+    if _normalization_key(large) != key:
+        raise ValueError(
+            f"the two SAEs normalise their inputs differently ({key} vs {_normalization_key(large)}); stitching "
+            "needs SAEs that reconstruct in the same space: train both with the same normalize_activations "
+            "(layer_norm is parameter-free)"
+        )
+    return key
+
+
 def shared_normalized_inputs(small: nn.Module, large: nn.Module, x: Tensor) -> Tensor:
     """``x`` in the space both SAEs reconstruct in; every stitching MSE is measured there.
 
     Stitching swaps decoder rows between the SAEs, which is only meaningful when both normalise
     their inputs the same way (layer_norm has no parameters, so any two layer_norm SAEs do).
     """
-    key = _normalization_key(small)
-    if _normalization_key(large) != key:
-        raise ValueError(
-            f"the two SAEs normalise their inputs differently ({_normalization_key(small)} vs "
-            f"{_normalization_key(large)}); stitching needs SAEs that reconstruct in the same space: train both "
-            "with the same normalize_activations (layer_norm is parameter-free)"
-        )
-    if key[0] == "none":
+    if check_same_normalization(small, large)[0] == "none":
         return x
     with torch.no_grad():
         return small.normalize_inputs(x)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from sae_fast.kernels.sparse_decode_reference import sparse_decode
 from sae_fast.sae.base import Reconstruction
 from sae_fast.sparse_codes import SparseCodes
-from sae_fast.stitching.encoded import shared_normalized_inputs
+from sae_fast.stitching.encoded import check_same_normalization
 
 
 def _latent_set(latents: Tensor | list[int] | None, d_sae: int, name: str) -> Tensor:
@@ -111,8 +111,8 @@ class StitchedSAE(nn.Module):
         :func:`~sae_fast.stitching.encoded.shared_normalized_inputs`); the small SAE's per-token
         statistics map it back.
         """
+        check_same_normalization(self.small, self.large)
         normalized, normalization = self.small.input_normalization(x)
-        shared_normalized_inputs(self.small, self.large, normalized[:1])  # refuses SAEs normalising differently
         codes = self.encode_sparse(x)
         x_hat = sparse_decode(codes, self.W_dec, self.b_dec)
         return Reconstruction(codes, normalization.restore(x_hat), normalized, x_hat)

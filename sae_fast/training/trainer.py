@@ -164,8 +164,10 @@ class Trainer:
                 f"checkpoint {path} holds SAEs {sorted(saved)} but this run trains {sorted(self.saes)}"
             )
         for name, sae in self.saes.items():
-            # Older checkpoints hold the backend, a runtime choice that a resume may change.
+            # Older checkpoints hold the backend, a runtime choice that a resume may change, and
+            # predate input normalisation (so they did none).
             saved_config = {key: value for key, value in saved[name]["config"].items() if key != "backend"}
+            saved_config.setdefault("normalize_activations", "none")
             if saved_config != sae.config_dict():
                 raise CheckpointError(
                     f"checkpoint {path}: SAE {name!r} was saved with config {saved_config} "
