@@ -1,4 +1,5 @@
-"""The SAE modules give the same loss, codes and gradients on every backend (dense, torch, cpp, triton)."""
+"""The SAE modules give the same loss, codes and gradients on every backend (torch, cpp, triton) as the
+dense training path (``dense_training=True``), the peers' path and the reference."""
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ BACKENDS = ["torch", "cpp", "triton"]
 
 
 def _run(cls, backend, x, dead_every=3, **kw):
-    sae = cls(x.shape[-1], 40, k=3, seed=0, backend=backend, dead_tokens_threshold=5, aux_k=6, **kw)
+    path = {"dense_training": True} if backend == "dense" else {"backend": backend}
+    sae = cls(x.shape[-1], 40, k=3, seed=0, dead_tokens_threshold=5, aux_k=6, **path, **kw)
     sae.tokens_since_fired[::dead_every] = 10  # some latents dead: exercises the aux path
     x = x.clone().requires_grad_()  # the input gradient has its own backward path
     out = sae.training_loss(x)
@@ -51,7 +53,7 @@ def test_training_step_matches_dense_reference(cls, dead_every, kw, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_eval_mode_forward_matches(backend):
     x = torch.randn(18, 8)
-    ref = BatchTopKSAE(8, 40, k=3, seed=1, backend="dense")
+    ref = BatchTopKSAE(8, 40, k=3, seed=1, dense_training=True)
     ref.set_threshold(0.2)
     sae = BatchTopKSAE(8, 40, k=3, seed=1, backend=backend)
     sae.set_threshold(0.2)

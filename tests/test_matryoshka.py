@@ -19,8 +19,9 @@ from sae_fast.sparse_codes import SparseCodes
 WIDTHS = [4, 12, 30, 48]
 
 
-def make_sae(**kw) -> MatryoshkaBatchTopKSAE:
-    sae = MatryoshkaBatchTopKSAE(16, 48, 3, matryoshka_widths=WIDTHS, seed=0, **kw)
+def make_sae(backend="auto", **kw) -> MatryoshkaBatchTopKSAE:
+    path = {"dense_training": True} if backend == "dense" else {"backend": backend}
+    sae = MatryoshkaBatchTopKSAE(16, 48, 3, matryoshka_widths=WIDTHS, seed=0, **path, **kw)
     with torch.no_grad():  # non-zero biases, so the by-hand computation checks where they enter
         sae.b_enc.normal_(0, 0.1)
         sae.b_dec.normal_(0, 0.1)

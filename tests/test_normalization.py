@@ -95,8 +95,9 @@ def test_save_and_reload_gives_identical_outputs(cls, mode, tmp_path):
 @pytest.mark.parametrize("backend", ["dense", "torch", "cpp", "triton"])
 def test_every_backend_normalises(backend):
     x = sink_activations(n=64)
-    reference = trained_like(BatchTopKSAE, "layer_norm", backend="dense")
-    sae = BatchTopKSAE(D_IN, D_SAE, K, seed=0, normalize_activations="layer_norm", backend=backend)
+    reference = trained_like(BatchTopKSAE, "layer_norm", dense_training=True)
+    path = {"dense_training": True} if backend == "dense" else {"backend": backend}
+    sae = BatchTopKSAE(D_IN, D_SAE, K, seed=0, normalize_activations="layer_norm", **path)
     sae.load_state_dict(reference.state_dict())
     for module in (reference, sae):
         module.train()

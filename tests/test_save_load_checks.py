@@ -62,12 +62,22 @@ def test_backend_is_chosen_at_load_time_not_saved(tmp_path):
     folder = save_pretrained(sae, tmp_path / "sae")
     assert "backend" not in (folder / "cfg.json").read_text()
     assert load_pretrained(folder).backend == "auto"
-    loaded = load_pretrained(folder, backend="dense")
-    assert loaded.backend == "dense"
+    loaded = load_pretrained(folder, backend="torch")
+    assert loaded.backend == "torch"
     x = torch.randn(4, 8)
     assert torch.allclose(loaded(x), sae(x), atol=1e-6)
     with pytest.raises(ValueError, match="backend must be one of"):
         load_pretrained(folder, backend="cuda")
+
+
+def test_dense_backend_is_a_deprecated_alias_of_the_dense_training_flag(tmp_path):
+    with pytest.warns(DeprecationWarning, match="dense_training=True"):
+        sae = BatchTopKSAE(8, 16, 2, seed=0, backend="dense")
+    assert sae.backend == "torch" and sae.dense_training
+    folder = save_pretrained(trained_batch_topk(), tmp_path / "sae")
+    with pytest.warns(DeprecationWarning):
+        loaded = load_pretrained(folder, backend="dense")
+    assert loaded.backend == "torch" and loaded.dense_training
 
 
 def test_old_saves_that_hold_a_backend_still_load(tmp_path):
@@ -88,9 +98,9 @@ def test_resume_with_another_backend_and_from_an_old_checkpoint(tmp_path):
     path = tmp_path / "ckpt" / "checkpoint.pt"
     payload = load_checkpoint(path)
     assert "backend" not in payload["saes"]["btk"]["config"]
-    resumed = trainer("dense", resume=True)
+    resumed = trainer("torch", resume=True)
     resumed.train(ShuffledBatches(torch.randn(64, 8), 32, epochs=1))
-    assert resumed.step == 2 and resumed.saes["btk"].backend == "dense"  # restored, not restarted
+    assert resumed.step == 2 and resumed.saes["btk"].backend == "torch"  # restored, not restarted
 
     payload["saes"]["btk"]["config"]["backend"] = "cpp"  # as checkpoints written before the fix
     del payload["saes"]["btk"]["config"]["normalize_activations"]  # and before input normalisation

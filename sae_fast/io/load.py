@@ -57,7 +57,8 @@ def load_pretrained(
     if device is not None and not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
     dtype = resolve_dtype(dtype)
-    backend = check_backend(backend)
+    if backend != "dense":  # the deprecated alias: the SAE's setter warns and maps it to dense_training
+        check_backend(backend)
     sae = _load(Path(path), device, dtype)
     sae.backend = backend
     return sae

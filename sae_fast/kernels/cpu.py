@@ -198,10 +198,13 @@ def sparse_row_dots(codes: SparseCodes, A: Tensor, W: Tensor) -> Tensor:
     return torch.from_numpy(out).to(torch.result_type(A, W))
 
 
-def sparse_transpose_matmul(codes: SparseCodes, A: Tensor) -> Tensor:
-    """``out[l] = sum_{j : latent(j) = l} values[j] * A[token(j)]``; ``A`` ``[n, d]``, out ``[d_sae, d]``."""
+def sparse_transpose_matmul(codes: SparseCodes, A: Tensor, transposed: bool = False) -> Tensor:
+    """``out[l] = sum_{j : latent(j) = l} values[j] * A[token(j)]``; ``A`` ``[n, d]``, out ``[d_sae, d]``.
+
+    ``transposed=True`` writes ``[d, d_sae]`` directly (no separate transposing pass).
+    """
     row_offsets, latent_indices = _check_codes(codes)
     a = _check_token_matrix(A, codes)
     values = _floats(codes.values, "codes.values", 1)
-    out = _extension().sparse_transpose_matmul(row_offsets, latent_indices, values, a, codes.d_sae)
+    out = _extension().sparse_transpose_matmul(row_offsets, latent_indices, values, a, codes.d_sae, bool(transposed))
     return torch.from_numpy(out).to(A.dtype)

@@ -1,31 +1,24 @@
-"""Which implementation of the eight kernel ops a tensor's device gets.
-
-Every backend exposes the same functions with the signatures of the plain-torch references
-(``batch_topk_select``, ``topk_select``, ``subset_topk_select``, ``threshold_select``, ``sparse_decode``,
-``nested_sparse_decode``, ``sparse_row_dots``, ``sparse_transpose_matmul``), so the autograd Functions never
-branch on it.
-"""
+"""Which backend's :class:`~sae_fast.kernels.ops.KernelOps` a tensor's device gets."""
 
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
-
 import torch
 
-from sae_fast.kernels import select_reference, sparse_decode_reference
+from sae_fast.kernels import encode_select_reference, select_reference, sparse_decode_reference
+from sae_fast.kernels.ops import KernelOps
 
-BACKENDS = ("auto", "dense", "torch", "cpp", "triton")
-"""``dense``: the peer-style dense path (the reference for values and gradients);
-``torch``/``cpp``/``triton``: the sparse path on plain-torch, C++ or Triton ops;
+BACKENDS = ("auto", "torch", "cpp", "triton")
+"""``torch``/``cpp``/``triton``: the plain-torch specs, the C++ ops or the Triton kernels;
 ``auto``: Triton on CUDA, C++ on CPU when the extension is built, otherwise plain torch."""
 
-REFERENCE_OPS = SimpleNamespace(
+REFERENCE_OPS = KernelOps(
     name="torch",
     batch_topk_select=select_reference.batch_topk_select,
     topk_select=select_reference.topk_select,
     subset_topk_select=select_reference.subset_topk_select,
     threshold_select=select_reference.threshold_select,
+    encode_select=encode_select_reference.encode_select,
     sparse_decode=sparse_decode_reference.sparse_decode,
     nested_sparse_decode=sparse_decode_reference.nested_sparse_decode,
     sparse_row_dots=sparse_decode_reference.sparse_row_dots,
@@ -35,27 +28,24 @@ REFERENCE_OPS = SimpleNamespace(
 
 def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        hint = " (the dense training path is now the SAE flag dense_training=True)" if backend == "dense" else ""
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}{hint}")
     return backend
 
 
-def _cpp_ops():
-    try:
-        from sae_fast.kernels import cpu
-    except ImportError:
-        return None
-    return cpu if cpu.is_available() else None
+def _cpp_ops() -> KernelOps | None:
+    from sae_fast.kernels.cpu_backend import CPP_OPS
+
+    return CPP_OPS
 
 
-def _triton_ops():
-    try:
-        from sae_fast.kernels.triton_backend import TRITON_OPS
-    except ImportError:
-        return None
-    return TRITON_OPS if TRITON_OPS.is_available() else None
+def _triton_ops() -> KernelOps | None:
+    from sae_fast.kernels.triton_backend import TRITON_OPS, is_available
+
+    return TRITON_OPS if is_available() else None
 
 
-def kernel_ops(device: torch.device, backend: str, dtype: torch.dtype = torch.float32):
+def kernel_ops(device: torch.device, backend: str, dtype: torch.dtype = torch.float32) -> KernelOps:
     """The op namespace for ``device`` and parameter ``dtype`` under ``backend``.
 
     ``auto`` keeps float64 on the plain-torch ops: the compiled kernels accumulate in float32,

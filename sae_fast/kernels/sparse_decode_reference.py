@@ -46,10 +46,14 @@ def sparse_row_dots(codes: SparseCodes, A: Tensor, W: Tensor) -> Tensor:
     return (A[codes.token_indices()] * W[codes.latent_indices]).sum(dim=1)
 
 
-def sparse_transpose_matmul(codes: SparseCodes, A: Tensor) -> Tensor:
-    """``out[l] = sum_{j : latent(j) = l} values[j] * A[token(j)]``; ``A`` ``[n, d]``, out ``[d_sae, d]``."""
+def sparse_transpose_matmul(codes: SparseCodes, A: Tensor, transposed: bool = False) -> Tensor:
+    """``out[l] = sum_{j : latent(j) = l} values[j] * A[token(j)]``; ``A`` ``[n, d]``, out ``[d_sae, d]``.
+
+    ``transposed=True`` returns the contiguous ``[d, d_sae]`` transpose instead (the layout of ``W_enc``).
+    """
     contributions = codes.values.unsqueeze(1).to(A.dtype) * A[codes.token_indices()]
-    return A.new_zeros(codes.d_sae, A.shape[1]).index_add(0, codes.latent_indices, contributions)
+    out = A.new_zeros(codes.d_sae, A.shape[1]).index_add(0, codes.latent_indices, contributions)
+    return out.t().contiguous() if transposed else out
 
 
 # ------------------------------------------------------------------ nested (Matryoshka) decode

@@ -227,15 +227,15 @@ def _sparse_transpose_matmul_kernel(
     tl.store(out_ptr + latent.to(tl.int64) * d + cols, acc, mask=col_valid)
 
 
-def sparse_transpose_matmul(codes: SparseCodes, A: Tensor) -> Tensor:
-    """``[d_sae, d]`` sums ``sum_{j: latent(j) = l} values[j] * A[token(j)]``, in A's dtype."""
+def sparse_transpose_matmul(codes: SparseCodes, A: Tensor, transposed: bool = False) -> Tensor:
+    """``[d_sae, d]`` sums ``sum_{j: latent(j) = l} values[j] * A[token(j)]``, in A's dtype (``[d, d_sae]`` if ``transposed``)."""
     _check_codes(codes)
     dev = codes.values.device
     _check_matrix("A", A, codes.n_tokens, "one per token", dev)
     m, d = codes.d_sae, A.shape[1]
     out = torch.empty(m, d, dtype=A.dtype, device=dev)
     if m == 0 or d == 0:
-        return out
+        return out.t().contiguous() if transposed else out
     # Stable: entries of one latent stay in token order, which fixes the summation order.
     sorted_latents, order = torch.sort(codes.latent_indices, stable=True)
     latent_offsets = torch.searchsorted(
@@ -247,4 +247,4 @@ def sparse_transpose_matmul(codes: SparseCodes, A: Tensor) -> Tensor:
         latent_offsets, tokens, values, A, A.stride(0), A.stride(1), out, d,
         BLOCK_E=_ENTRIES, BLOCK_D=_DIM,
     )  # fmt: skip
-    return out
+    return out.t().contiguous() if transposed else out

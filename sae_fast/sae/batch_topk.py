@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sae_fast.kernels.selection_rule import SelectionRule
 from sae_fast.sae.k_sparse import KSparseSAE
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.validation import check_positive_int
@@ -42,9 +43,9 @@ class BatchTopKSAE(KSparseSAE):
         self.register_buffer("threshold_num_batches", torch.zeros((), dtype=torch.int64, device=device))
         self.register_buffer("threshold_frozen", torch.zeros((), dtype=torch.bool, device=device))
 
-    def _selection(self, n_tokens: int) -> dict[str, Any]:
+    def _selection(self, n_tokens: int) -> SelectionRule:
         if self.training:
-            return {"k_total": n_tokens * self.k}
+            return SelectionRule("batch_topk", n_tokens * self.k)
         theta = float(self.threshold)
         if theta <= 0:
             raise ValueError(
@@ -52,7 +53,7 @@ class BatchTopKSAE(KSparseSAE):
                 "train it, call sae.recalibrate_threshold(batches) or sae.set_threshold(value), "
                 "or use sae.train() to select with batch top-k"
             )
-        return {"threshold": theta}
+        return SelectionRule("threshold", theta)
 
     @torch.no_grad()
     def _after_selection(self, codes: SparseCodes) -> None:
@@ -90,8 +91,8 @@ class BatchTopKSAE(KSparseSAE):
         minima = []
         for batch in batches:
             x_tokens = self.normalize_inputs(batch)
-            pre = self._pre_activations_inplace(x_tokens)
-            codes = self._ops().batch_topk_select(pre, x_tokens.shape[0] * self.k)
+            rule = SelectionRule("batch_topk", x_tokens.shape[0] * self.k)
+            codes = self._ops().encode_select(x_tokens, self.W_enc, self.b_enc, self.b_dec, rule).codes
             if codes.nnz:
                 minima.append(codes.values.min().float())
         if not minima:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sae_fast.kernels.dispatch import REFERENCE_OPS
+from sae_fast.kernels.selection_rule import SelectionRule
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.output import TrainingOutput
 from sae_fast.sparse_codes import SparseCodes
@@ -81,8 +81,8 @@ class JumpReLUSAE(SparseAutoencoder):
             torch.full((d_sae,), float(initial_threshold), dtype=self.dtype, device=self.device)
         )
 
-    def select(self, pre: Tensor, ops=REFERENCE_OPS) -> SparseCodes:
-        return ops.threshold_select(pre, self.threshold.detach())
+    def _selection(self, n_tokens: int) -> SelectionRule:
+        return SelectionRule("threshold", self.threshold.detach())
 
     def _training_pass(self, x_tokens: Tensor) -> TrainingOutput:
         pre = self.pre_activations(x_tokens)

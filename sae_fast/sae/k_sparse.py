@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import abc
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from sae_fast.kernels.dispatch import REFERENCE_OPS
+from sae_fast.kernels.ops import KernelOps
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.output import TrainingOutput
 from sae_fast.sparse_codes import SparseCodes
@@ -16,7 +16,8 @@ from sae_fast.validation import check_nonnegative_float, check_positive_int
 
 
 class KSparseSAE(SparseAutoencoder):
-    """Base of k-sparse SAEs, trained on either the dense reference path or the sparse path.
+    """Base of k-sparse SAEs, trained on the sparse path, or with ``dense_training=True`` on the dense
+    path peers use (the reference for values and gradients).
 
     Aux loss (Gao et al.): the residual ``x - x_hat`` (detached) is reconstructed, without decoder
     bias, from the top ``aux_k`` pre-activations among *dead* latents of each token; its MSE times
@@ -33,22 +34,6 @@ class KSparseSAE(SparseAutoencoder):
         self.aux_coefficient = check_nonnegative_float(aux_coefficient, "aux_coefficient")
         self._config.update(k=k, aux_k=aux_k, aux_coefficient=self.aux_coefficient)
 
-    @abc.abstractmethod
-    def _selection(self, n_tokens: int) -> dict[str, Any]:
-        """The selection rule for a batch of ``n_tokens``: exactly one of ``k_total``, ``k``, ``threshold``.
-
-        Expressed as data so that a backend with a fused encode+select kernel can run it inside
-        the encoder product.
-        """
-
-    def select(self, pre: Tensor, ops=REFERENCE_OPS) -> SparseCodes:
-        ((rule, value),) = self._selection(pre.shape[0]).items()
-        if rule == "k_total":
-            return ops.batch_topk_select(pre, value)
-        if rule == "k":
-            return ops.topk_select(pre, value)
-        return ops.threshold_select(pre, value)
-
     def _aux_selection(self) -> tuple[Tensor, int] | None:
         """``(dead latents, aux budget)`` for this step, or None when the aux term is off."""
         if self.aux_coefficient == 0:
@@ -62,7 +47,7 @@ class KSparseSAE(SparseAutoencoder):
         return self.aux_coefficient * (e_hat - residual).pow(2).mean()
 
     def _training_pass(self, x_tokens: Tensor) -> TrainingOutput:
-        if self.backend == "dense":
+        if self.dense_training:
             output = self._dense_pass(x_tokens)
         else:
             output = self._sparse_pass(x_tokens, self._ops())
@@ -85,24 +70,14 @@ class KSparseSAE(SparseAutoencoder):
             aux = self._aux_loss((x_tokens - x_hat).detach(), e_hat)
         return self._output(x_tokens, x_hat, codes, aux=aux, reconstructions=reconstructions)
 
-    def _sparse_pass(self, x_tokens: Tensor, ops) -> TrainingOutput:
+    def _sparse_pass(self, x_tokens: Tensor, ops: KernelOps) -> TrainingOutput:
         """Only the encoder product is dense; everything after it costs in proportion to n * k."""
         with torch.no_grad():
-            aux_selection = self._aux_selection()
-            aux_codes = None
-            if hasattr(ops, "encode_select"):
-                # The dead latents' top-k is fused into the encoder (see encode_select_triton).
-                aux_args = {} if aux_selection is None else dict(zip(("aux_latents", "aux_k"), aux_selection))
-                # [1:] drops the dense pre at once: nothing after the selection reads it.
-                codes, aux_codes = ops.encode_select(
-                    x_tokens, self.W_enc, self.b_enc, self.b_dec, **self._selection(x_tokens.shape[0]), **aux_args
-                )[1:]
-            else:
-                pre = self._pre_activations_inplace(x_tokens)
-                codes = self.select(pre, ops)
-                if aux_selection is not None:
-                    aux_codes = ops.subset_topk_select(pre, *aux_selection)
-                del pre
+            aux_latents, aux_k = self._aux_selection() or (None, 0)
+            codes, aux_codes = ops.encode_select(
+                x_tokens, self.W_enc, self.b_enc, self.b_dec, self._selection(x_tokens.shape[0]),
+                aux_latents=aux_latents, aux_k=aux_k,
+            )  # fmt: skip
         reconstructions = self._sparse_reconstructions(x_tokens, codes, ops)
         x_hat = reconstructions[-1]
         aux = None

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from sae_fast.kernels.dispatch import REFERENCE_OPS
+from sae_fast.kernels.selection_rule import SelectionRule
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.output import TrainingOutput
 from sae_fast.sparse_codes import SparseCodes
@@ -27,8 +27,8 @@ class ReLUSAE(SparseAutoencoder):
         self.l1_coefficient = check_nonnegative_float(l1_coefficient, "l1_coefficient")
         self._config.update(l1_coefficient=self.l1_coefficient)
 
-    def select(self, pre: Tensor, ops=REFERENCE_OPS) -> SparseCodes:
-        return ops.threshold_select(pre, 0.0)
+    def _selection(self, n_tokens: int) -> SelectionRule:
+        return SelectionRule("threshold", 0.0)
 
     def _training_pass(self, x_tokens: Tensor) -> TrainingOutput:
         pre = self.pre_activations(x_tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sae_fast.kernels.selection_rule import SelectionRule
 from sae_fast.sae.k_sparse import KSparseSAE
 
 
@@ -10,5 +11,5 @@ class TopKSAE(KSparseSAE):
 
     architecture = "topk"
 
-    def _selection(self, n_tokens: int) -> dict[str, int]:
-        return {"k": self.k}
+    def _selection(self, n_tokens: int) -> SelectionRule:
+        return SelectionRule("topk", self.k)

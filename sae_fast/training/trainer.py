@@ -37,6 +37,7 @@ from sae_fast.training.distributed import (
     global_mean,
 )
 from sae_fast.training.metrics import MetricsLogger, step_metrics
+from sae_fast.training.optimizer import make_adam
 
 CHECKPOINT_FORMAT = "sae_fast.training.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -112,10 +113,7 @@ class Trainer:
                 for parameter in sae.parameters():
                     parameter.data = parameter.data.to(dtype)
             self.context.broadcast_module_(sae)
-        self.optimizers = {
-            name: torch.optim.Adam(sae.parameters(), lr=config.lr, betas=config.betas, eps=config.eps)
-            for name, sae in saes.items()
-        }
+        self.optimizers = {name: make_adam(sae, config) for name, sae in saes.items()}
         self.step = 0
         self.tokens_seen = 0
         self.history: dict[str, list[dict[str, Any]]] = {name: [] for name in saes}
