@@ -2,9 +2,9 @@
 
 ``ActivationCacheReader(directory, split="train")`` opens a cache written by ``extract_activations``
 read-only. Several SAEs can train from one extraction, each with its own
-``reader.batches(batch_size, seed=..., epochs=...)`` (a resumable ``sae_fast.training.data.ShuffledBatches``
-over the memory map). Opening checks that the files match the manifest (a truncated or inconsistent cache
-raises with a clear message) and, by default, scans the split's rows for NaN/Inf, naming the offending rows.
+``reader.batches(batch_size, seed=..., epochs=...)`` (a resumable ``ShuffledBatches`` over the memory
+map). Opening checks that the files match the manifest (a truncated or inconsistent cache raises with a
+clear message) and, by default, scans the split's rows for NaN/Inf, naming the offending rows.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from sae_fast.activations.cache_format import (
     split_sequences,
 )
 from sae_fast.activations.config import check_norm_ratio
+from sae_fast.activations.shuffled_batches import ShuffledBatches
 
 _SCAN_ROWS = 65536
 
@@ -232,15 +233,13 @@ class ActivationCacheReader:
     def batches(
         self, batch_size: int, *, seed: int = 0, epochs: int | None = 1, shuffle: bool = True,
         dtype: torch.dtype = torch.float32, rank: int = 0, world_size: int = 1,
-    ) -> Any:
+    ) -> ShuffledBatches:
         """Seeded shuffled ``[batch_size, d_model]`` batches over ``epochs`` (None = endless).
 
-        Returns a resumable ``sae_fast.training.data.ShuffledBatches`` (``state_dict`` / ``load_state_dict``);
+        Returns a resumable :class:`ShuffledBatches` (``state_dict`` / ``load_state_dict``);
         epoch ``e`` uses its own permutation derived from ``(seed, e)``, and the incomplete tail batch of
         each epoch is dropped so every step has the same BatchTopK budget.
         """
-        from sae_fast.training.data import ShuffledBatches
-
         return ShuffledBatches(self.activations, batch_size, seed=seed, epochs=epochs, shuffle=shuffle,
                                rank=rank, world_size=world_size, dtype=dtype, rows=self.kept_rows)
 
