@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -169,10 +169,25 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         return ", ".join([*shown, f"backend={self.backend}"])
 
     def save_pretrained(self, directory, *, metadata: dict[str, Any] | None = None):
-        """Atomically write ``cfg.json`` + ``sae_weights.safetensors`` (loadable by SAELens 6)."""
-        from sae_fast.io import save_pretrained  # io imports the modules, so import lazily
+        """Atomically write ``cfg.json`` + ``sae_weights.safetensors`` (loadable by SAELens 6).
 
-        return save_pretrained(self, directory, metadata=metadata)
+        The same as ``sae_fast.save_pretrained(sae, directory)``.
+        """
+        writer = SparseAutoencoder._pretrained_writer
+        if writer is None:
+            raise RuntimeError("no SAE file writer is registered; import sae_fast (or sae_fast.io) first")
+        return writer(self, directory, metadata=metadata)
+
+    # The file formats live above the modules (sae_fast.io imports them), so io registers its writer
+    # here instead of the module importing io.
+    _pretrained_writer: ClassVar[Callable[..., Any] | None] = None
+
+    @staticmethod
+    def register_pretrained_writer(writer: Callable[..., Any]) -> None:
+        """Make :meth:`save_pretrained` call ``writer(sae, directory, metadata=...)``."""
+        if not callable(writer):
+            raise TypeError(f"writer must be callable, got {type(writer).__name__}")
+        SparseAutoencoder._pretrained_writer = writer
 
     # ------------------------------------------------------------------ core maths
     def _tokens(self, x: Tensor) -> Tensor:
