@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from sae_fast.sae.base import SparseAutoencoder
+from sae_fast.sae.eval_mode import eval_mode
 from sae_fast.sparse_codes import SparseCodes
 
 
@@ -40,12 +41,8 @@ class Decomposition:
 
 def encode_rows(meta_sae: SparseAutoencoder, rows: Tensor, chunk_size: int = 8192) -> SparseCodes:
     """Eval-mode sparse codes of ``rows`` (chunked, so memory stays ``chunk_size x d_meta``)."""
-    was_training = meta_sae.training
-    meta_sae.eval()
-    try:
+    with eval_mode(meta_sae):
         parts = [meta_sae.encode_sparse(chunk.to(meta_sae.device)) for chunk in rows.split(chunk_size)]
-    finally:
-        meta_sae.train(was_training)
     offsets = [parts[0].row_offsets]
     shift = parts[0].row_offsets[-1]
     for part in parts[1:]:
@@ -69,7 +66,7 @@ class MetaDecomposition:
         if not isinstance(rows, Tensor) or rows.dim() != 2 or rows.shape[1] != meta_sae.d_in:
             raise ValueError(
                 f"rows must be the decomposed decoder rows [n_latents, {meta_sae.d_in}] "
-                "(see sae_fast.meta.decoder_rows)"
+                "(see sae_fast.meta.rows_to_decompose)"
             )
         self.meta_sae = meta_sae
         self.rows = rows

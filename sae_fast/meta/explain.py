@@ -20,6 +20,7 @@ from torch import Tensor
 
 from sae_fast.meta.decompose import MetaDecomposition
 from sae_fast.sae.base import SparseAutoencoder
+from sae_fast.sae.eval_mode import eval_mode
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.io.atomic import atomic_write_bytes
 
@@ -101,16 +102,12 @@ def collect_top_activations(
     for the same stream must use.
     """
     tracker = TopActivations(sae.d_sae, n_top)
-    was_training = sae.training
-    sae.eval()
     seen = 0
-    try:
+    with eval_mode(sae):
         for batch in activations:
             codes = sae.encode_sparse(batch.to(sae.device))  # validates the width before flattening
             tracker.update(codes, seen)
             seen += codes.n_tokens
-    finally:
-        sae.train(was_training)
     if seen == 0:
         raise ValueError("the activation stream was empty; pass at least one batch")
     return tracker

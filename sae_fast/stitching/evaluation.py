@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from sae_fast.stitching.encoded import eval_mode
+from sae_fast.sae.eval_mode import eval_mode
 
 
 @dataclass(frozen=True)
