@@ -32,6 +32,7 @@ from sae_fast.activations.cache_format import (
 )
 from sae_fast.activations.config import check_norm_ratio
 from sae_fast.activations.shuffled_batches import ShuffledBatches
+from sae_fast.validation import check_positive_int
 
 _SCAN_ROWS = 65536
 
@@ -245,8 +246,7 @@ class ActivationCacheReader:
 
     def sample(self, n: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
         """``n`` distinct rows chosen uniformly with ``seed`` (e.g. to initialise ``b_dec``)."""
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.num_kept_rows:
-            raise ValueError(f"n must be an int in [1, {self.num_kept_rows}], got {n!r}")
+        check_positive_int(n, "n", upper=self.num_kept_rows, upper_name="the rows of the split")
         generator = np.random.default_rng(seed)
         rows = np.sort(generator.choice(self.num_kept_rows, size=n, replace=False))
         if self.kept_rows is not None:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sae_fast.validation import check_int, check_positive_int
+
 
 class ShuffledBatches:
     """Seeded epochs of shuffled rows of ``data`` ``[n_rows, d_in]``, sharded over DDP ranks.
@@ -38,18 +40,17 @@ class ShuffledBatches:
             raise TypeError("data must be a 2-D torch.Tensor or numpy array [n_rows, d_in]")
         self.rows = None if rows is None else torch.from_numpy(np.asarray(rows, dtype=np.int64))
         n_rows = data.shape[0] if rows is None else len(rows)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if not (isinstance(world_size, int) and world_size >= 1 and 0 <= rank < world_size):
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        check_positive_int(batch_size, "batch_size")
+        check_positive_int(world_size, "world_size")
+        check_int(rank, "rank", lower=0, upper=world_size - 1, upper_name="world_size - 1")
         if batch_size % world_size:
             raise ValueError(f"batch_size={batch_size} must be divisible by world_size={world_size}")
         if n_rows < batch_size:
             raise ValueError(
                 f"data has {n_rows} rows, fewer than one batch of {batch_size}; use a smaller batch_size"
             )
-        if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
-            raise ValueError(f"epochs must be an int >= 1 or None (endless), got {epochs!r}")
+        if epochs is not None:
+            check_positive_int(epochs, "epochs", hint="or None for endless epochs")
         self.data = data
         self.batch_size = batch_size
         self.seed = int(seed)

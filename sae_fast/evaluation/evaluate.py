@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from sae_fast.evaluation.metrics import ReconstructionAccumulator
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.eval_mode import eval_mode
+from sae_fast.validation import check_positive_int
 
 
 @dataclass
@@ -153,8 +154,7 @@ def evaluate(
     """
     if not isinstance(sae, SparseAutoencoder):
         raise TypeError(f"sae must be a SparseAutoencoder, got {type(sae).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     wants_ce = [model is not None, tokens is not None, hook_name is not None]
     if any(wants_ce) and not all(wants_ce):
         raise ValueError("CE evaluation needs model, tokens and hook_name together (or none of them)")

@@ -23,6 +23,7 @@ from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.eval_mode import eval_mode
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.io.atomic import atomic_write_bytes
+from sae_fast.validation import check_positive_int
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,8 @@ class TopActivations:
     """
 
     def __init__(self, n_latents: int, n_top: int = 10) -> None:
-        if n_latents < 1 or n_top < 1:
-            raise ValueError(f"n_latents and n_top must be >= 1, got {n_latents}, {n_top}")
-        self.n_latents, self.n_top = n_latents, n_top
+        self.n_latents = check_positive_int(n_latents, "n_latents")
+        self.n_top = check_positive_int(n_top, "n_top")
         self.values = torch.full((n_latents, n_top), float("-inf"))
         self.token_ids = torch.full((n_latents, n_top), -1, dtype=torch.int64)
 

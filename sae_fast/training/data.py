@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from sae_fast.activations.shuffled_batches import ShuffledBatches
+from sae_fast.validation import check_positive_int
 
 __all__ = ["ResumableBatches", "ShuffledBatches", "CountingBatches", "fixed_size_batches", "as_resumable"]
 
@@ -78,8 +79,7 @@ class CountingBatches:
 
 def fixed_size_batches(chunks: Iterable[Tensor], batch_size: int) -> Iterator[Tensor]:
     """Re-cut a stream of ``[n_i, d_in]`` chunks into ``[batch_size, d_in]`` batches (tail dropped)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     pending: list[Tensor] = []
     n_pending = 0
     for chunk in chunks:
