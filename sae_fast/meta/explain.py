@@ -23,7 +23,7 @@ from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.eval_mode import eval_mode
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.io.atomic import atomic_write_bytes
-from sae_fast.validation import check_positive_int
+from sae_fast.validation import check_int, check_positive_int
 
 
 @dataclass(frozen=True)
@@ -159,8 +159,8 @@ def cache_context_lookup(reader, tokenizer, before: int = 12, after: int = 4) ->
     row to ``(sequence, position)`` and ``tokens`` holds the token ids); each token of the window is
     decoded on its own so the activating one can be highlighted.
     """
-    if before < 0 or after < 0:
-        raise ValueError(f"before and after must be >= 0, got {before}, {after}")
+    check_int(before, "before", lower=0)
+    check_int(after, "after", lower=0)
 
     def lookup(row: int) -> tuple[list[str], int]:
         sequences, positions = reader.row_origin(row)
