@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from sae_fast import BatchTopKSAE
+from sae_fast.sae import BatchTopKSAE
 
 
 def synthetic_batches(d_in: int, n_atoms: int, batch_size: int, seed: int):
@@ -66,7 +66,7 @@ def run_synthetic(steps: int = 300, d_in: int = 64, d_sae: int = 512, k: int = 8
 
 def run_smollm2(args: argparse.Namespace) -> Path:
     """The real demo (see the module docstring); returns the report path."""
-    from sae_fast import TopKSAE
+    from sae_fast.sae import TopKSAE
     from sae_fast.activations import ActivationConfig, OfflineProse, extract_activations, load_model, resid_hook_name
     from sae_fast.evaluation import evaluate
     from sae_fast.io import save_pretrained

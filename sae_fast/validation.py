@@ -53,15 +53,27 @@ def check_activations(
     return x.reshape(-1, d_in)
 
 
-def check_positive_int(value: object, name: str, *, upper: int | None = None, upper_name: str = "") -> int:
-    """An integer in ``[1, upper]``; bools are rejected because ``True`` silently means 1."""
+def check_int(
+    value: object, name: str, *, lower: int, upper: int | None = None, upper_name: str = "", hint: str = ""
+) -> int:
+    """An integer in ``[lower, upper]``; bools are rejected because ``True`` silently means 1.
+
+    ``upper_name`` says what the upper bound is (e.g. ``"d_sae"``); ``hint`` is appended to the
+    message of a value out of range, to say how to fix it.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+    suffix = f"; {hint}" if hint else ""
+    if value < lower:
+        raise ValueError(f"{name} must be >= {lower}, got {value}{suffix}")
     if upper is not None and value > upper:
-        raise ValueError(f"{name} must be <= {upper_name or upper} ({upper}), got {value}")
+        raise ValueError(f"{name} must be <= {upper_name or upper} ({upper}), got {value}{suffix}")
     return value
+
+
+def check_positive_int(value: object, name: str, *, upper: int | None = None, upper_name: str = "", hint: str = "") -> int:
+    """An integer in ``[1, upper]`` (see :func:`check_int`)."""
+    return check_int(value, name, lower=1, upper=upper, upper_name=upper_name, hint=hint)
 
 
 def check_nonnegative_float(value: object, name: str) -> float:

@@ -12,6 +12,8 @@ from sae_fast.evaluation import evaluate
 from sae_fast.meta.explain import collect_top_activations
 from sae_fast.similarity import max_cosine_similarity_reference
 from sae_fast.stitching.encoded import encode_eval_set
+from sae_fast.training import ShuffledBatches, fixed_size_batches
+from sae_fast.validation import check_int, check_positive_int
 
 WIDTH_ERROR = r"last dimension d_in=512, got shape \(64, 576\)"
 OVERFLOW_ERROR = r"overflows the SAE's dtype torch.float32 in 1 token\(s\) \(first: \[1\]\)"
@@ -96,3 +98,31 @@ def test_evaluate_accepts_numpy_of_the_right_width():
     sae = TopKSAE(8, 16, 2, seed=0)
     result = evaluate(sae, np.random.default_rng(0).standard_normal((20, 8)).astype(np.float32), batch_size=7)
     assert result.n_tokens == 20
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: check_int(True, "n", lower=0), TypeError, "n must be an int, got bool"),
+    (lambda: check_int(2.0, "n", lower=0), TypeError, "n must be an int, got float"),
+    (lambda: check_int(-1, "layer", lower=0), ValueError, "layer must be >= 0, got -1"),
+    (lambda: check_int(5, "rank", lower=0, upper=3, upper_name="world_size - 1"), ValueError,
+     r"rank must be <= world_size - 1 \(3\), got 5"),
+    (lambda: check_positive_int(0, "epochs", hint="or None"), ValueError, "epochs must be >= 1, got 0; or None"),
+])
+def test_integer_checks_say_what_was_wrong(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_integer_checks_return_the_value_in_range():
+    assert check_int(0, "n", lower=0) == 0 and check_positive_int(3, "n", upper=3) == 3
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ShuffledBatches(torch.zeros(8, 2), 0),
+    lambda: ShuffledBatches(torch.zeros(8, 2), 4, epochs=0),
+    lambda: ShuffledBatches(torch.zeros(8, 2), 4, rank=2, world_size=2),
+    lambda: fixed_size_batches([torch.zeros(8, 2)], -1).__next__(),
+])
+def test_batch_streams_refuse_bad_sizes(make):
+    with pytest.raises(ValueError, match="must be >= 1|must be <="):
+        make()

@@ -11,10 +11,10 @@ from sae_fast.meta import (
     collect_top_activations,
     compare_with_saes,
     decoder_row_batches,
-    decoder_rows,
     decoder_substitution,
     latent_cards,
     meta_latent_cards,
+    rows_to_decompose,
     train_meta_sae,
     write_context_page,
 )
@@ -47,16 +47,19 @@ def tiny_meta():
     return atoms, rows, config, train_meta_sae(rows, config)
 
 
-def test_decoder_rows_normalised_and_validated():
+def test_rows_to_decompose_normalised_and_validated():
     W = torch.randn(10, 4) * 3
-    rows = decoder_rows(W)
+    rows = rows_to_decompose(W)
     torch.testing.assert_close(rows.norm(dim=1), torch.ones(10))
+    torch.testing.assert_close(rows_to_decompose(W, normalize=False), W)
     sae = BatchTopKSAE(4, 10, 2, seed=0)
-    torch.testing.assert_close(decoder_rows(sae), sae.W_dec.detach())
-    with pytest.raises(TypeError):
-        decoder_rows(torch.randn(5))
+    torch.testing.assert_close(rows_to_decompose(sae), sae.W_dec.detach())
+    with pytest.raises(TypeError, match="source must be an SAE"):
+        rows_to_decompose([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="2-D"):
+        rows_to_decompose(torch.randn(5))
     with pytest.raises(ValueError, match="zero"):
-        decoder_rows(torch.zeros(3, 4))
+        rows_to_decompose(torch.zeros(3, 4))
 
 
 def test_epochs_visit_every_row_once_in_fresh_seeded_orders():

@@ -256,3 +256,41 @@ def test_bad_constructor_arguments():
         sae_fast.SparseAutoencoder.from_config_dict({"architecture": "gated", "d_in": 2, "d_sae": 3})
     with pytest.raises(ValueError, match="theta must be > 0"):
         BatchTopKSAE(D_IN, D_SAE, k=2).set_threshold(0.0)
+
+
+# ------------------------------------------------------------------------------------ training state
+@pytest.mark.parametrize("cls", ALL)
+def test_training_state_snapshots_and_restores_the_buffers_training_updates(cls):
+    sae = make(cls, dead_tokens_threshold=5)
+    sae.training_loss(torch.randn(16, D_IN))
+    before = sae.training_state()
+    assert set(before) == set(sae.training_state_reductions())
+    for name in before:
+        getattr(sae, name).add_(1)  # what a failed step might leave behind
+    assert all(not torch.equal(before[name], tensor) for name, tensor in sae.training_state().items())
+    sae.load_training_state_(before)
+    assert all(torch.equal(before[name], tensor) for name, tensor in sae.training_state().items())
+    with pytest.raises(ValueError, match="training state must hold exactly"):
+        sae.load_training_state_({})
+
+
+def test_one_shard_merge_reproduces_the_step_and_statistics_name_theta():
+    sae = make(BatchTopKSAE)
+    start = sae.training_state()
+    sae.training_loss(torch.randn(16, D_IN))
+    after = sae.training_state()
+    sae.merge_training_state_(start, after, 16)
+    assert all(torch.equal(after[name], tensor) for name, tensor in sae.training_state().items())
+    assert sae.training_statistics() == {"dead_latents": int(sae.dead_latent_mask().sum()),
+                                         "threshold": float(sae.threshold)}
+    assert set(make(TopKSAE).training_statistics()) == {"dead_latents"}
+
+
+def test_eval_mode_restores_the_mode_even_on_error():
+    from sae_fast.sae.eval_mode import eval_mode
+
+    sae = make(TopKSAE).train()
+    with pytest.raises(RuntimeError), eval_mode(sae):
+        assert not sae.training
+        raise RuntimeError
+    assert sae.training

@@ -157,3 +157,14 @@ def test_a_bfloat16_batch_topk_save_still_loads(tmp_path):
     sae = trained_batch_topk().to(torch.bfloat16)  # its theta is rounded to bf16 in the weights file
     loaded = load_pretrained(save_pretrained(sae, tmp_path / "sae"))
     assert isinstance(loaded, BatchTopKSAE) and torch.equal(loaded.threshold, sae.threshold)
+
+
+# ------------------------------------------------------------------------------------ the method
+def test_the_save_pretrained_method_writes_what_the_function_does(tmp_path):
+    sae = trained_batch_topk()
+    by_method = sae.save_pretrained(tmp_path / "method", metadata={"hook_name": "h"})
+    by_function = save_pretrained(sae, tmp_path / "function", metadata={"hook_name": "h"})
+    assert sorted(f.name for f in by_method.iterdir()) == sorted(f.name for f in by_function.iterdir())
+    loaded = load_pretrained(by_method)
+    assert isinstance(loaded, BatchTopKSAE) and torch.equal(loaded.threshold, sae.threshold)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in sae.state_dict().items())

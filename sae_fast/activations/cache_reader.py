@@ -2,9 +2,9 @@
 
 ``ActivationCacheReader(directory, split="train")`` opens a cache written by ``extract_activations``
 read-only. Several SAEs can train from one extraction, each with its own
-``reader.batches(batch_size, seed=..., epochs=...)`` (a resumable ``sae_fast.training.data.ShuffledBatches``
-over the memory map). Opening checks that the files match the manifest (a truncated or inconsistent cache
-raises with a clear message) and, by default, scans the split's rows for NaN/Inf, naming the offending rows.
+``reader.batches(batch_size, seed=..., epochs=...)`` (a resumable ``ShuffledBatches`` over the memory
+map). Opening checks that the files match the manifest (a truncated or inconsistent cache raises with a
+clear message) and, by default, scans the split's rows for NaN/Inf, naming the offending rows.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from sae_fast.activations.cache_format import (
     split_sequences,
 )
 from sae_fast.activations.config import check_norm_ratio
+from sae_fast.activations.shuffled_batches import ShuffledBatches
+from sae_fast.validation import check_positive_int
 
 _SCAN_ROWS = 65536
 
@@ -232,22 +234,19 @@ class ActivationCacheReader:
     def batches(
         self, batch_size: int, *, seed: int = 0, epochs: int | None = 1, shuffle: bool = True,
         dtype: torch.dtype = torch.float32, rank: int = 0, world_size: int = 1,
-    ) -> Any:
+    ) -> ShuffledBatches:
         """Seeded shuffled ``[batch_size, d_model]`` batches over ``epochs`` (None = endless).
 
-        Returns a resumable ``sae_fast.training.data.ShuffledBatches`` (``state_dict`` / ``load_state_dict``);
+        Returns a resumable :class:`ShuffledBatches` (``state_dict`` / ``load_state_dict``);
         epoch ``e`` uses its own permutation derived from ``(seed, e)``, and the incomplete tail batch of
         each epoch is dropped so every step has the same BatchTopK budget.
         """
-        from sae_fast.training.data import ShuffledBatches
-
         return ShuffledBatches(self.activations, batch_size, seed=seed, epochs=epochs, shuffle=shuffle,
                                rank=rank, world_size=world_size, dtype=dtype, rows=self.kept_rows)
 
     def sample(self, n: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
         """``n`` distinct rows chosen uniformly with ``seed`` (e.g. to initialise ``b_dec``)."""
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.num_kept_rows:
-            raise ValueError(f"n must be an int in [1, {self.num_kept_rows}], got {n!r}")
+        check_positive_int(n, "n", upper=self.num_kept_rows, upper_name="the rows of the split")
         generator = np.random.default_rng(seed)
         rows = np.sort(generator.choice(self.num_kept_rows, size=n, replace=False))
         if self.kept_rows is not None:

@@ -22,14 +22,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sae_fast.validation import check_int
+
 _BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.")
 _RESID_SITES = ("pre", "mid", "post")
 
 
 def resid_hook_name(layer: int, site: str = "post") -> str:
     """``blocks.{layer}.hook_resid_{site}`` with ``site`` in ``pre`` / ``mid`` / ``post``."""
-    if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
-        raise ValueError(f"layer must be an int >= 0, got {layer!r}")
+    check_int(layer, "layer", lower=0)
     if site not in _RESID_SITES:
         raise ValueError(f"site must be one of {_RESID_SITES}, got {site!r}")
     return f"blocks.{layer}.hook_resid_{site}"
@@ -119,8 +120,7 @@ def run_with_replacement(
     check_hook_name(model, hook_name)
     if not callable(replace_fn):
         raise TypeError(f"replace_fn must be callable (acts -> new acts), got {type(replace_fn).__name__}")
-    if isinstance(first_position, bool) or not isinstance(first_position, int) or first_position < 0:
-        raise ValueError(f"first_position must be an int >= 0, got {first_position!r}")
+    check_int(first_position, "first_position", lower=0)
     if first_position >= tokens.shape[1]:
         raise ValueError(f"first_position={first_position} leaves nothing to replace in sequences of {tokens.shape[1]}")
 

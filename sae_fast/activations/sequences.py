@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sae_fast.validation import check_int, check_positive_int
+
 DOCUMENT_SEPARATOR = "<|endoftext|>"
 
 
@@ -42,8 +44,7 @@ def token_sequences(
     ``separator_token_id``: ``"auto"`` (:func:`default_separator_token_id`), an id, or None for none.
     Documents are tokenized ``docs_per_call`` at a time, which is what makes fast tokenizers fast.
     """
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 2:
-        raise ValueError(f"seq_len must be an int >= 2, got {seq_len!r}")
+    check_int(seq_len, "seq_len", lower=2, hint="a sequence needs a token to predict from and one to predict")
     if separator_token_id == "auto":
         separator_token_id = default_separator_token_id(tokenizer)
     elif separator_token_id is not None and not isinstance(separator_token_id, int):
@@ -79,8 +80,7 @@ def token_sequences(
 
 def batched(sequences: Iterable[Tensor], batch_size: int) -> Iterator[Tensor]:
     """Stack ``[seq_len]`` sequences into ``[batch_size, seq_len]`` batches; the last one may be smaller."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     iterator = iter(sequences)
     while True:
         group = list(islice(iterator, batch_size))

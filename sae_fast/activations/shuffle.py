@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from sae_fast.validation import check_positive_int
+
 
 class ShuffleBuffer:
     """Mix incoming ``[n, d]`` rows and emit ``[batch_size, d]`` batches (see the module docstring).
@@ -21,8 +23,7 @@ class ShuffleBuffer:
     """
 
     def __init__(self, capacity: int, batch_size: int, seed: int = 0) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        check_positive_int(batch_size, "batch_size")
         if isinstance(capacity, bool) or not isinstance(capacity, int) or (0 < capacity < 2 * batch_size) or capacity < 0:
             raise ValueError(f"capacity must be 0 or an int >= 2 * batch_size ({2 * batch_size}), got {capacity!r}")
         self.capacity = capacity

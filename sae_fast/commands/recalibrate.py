@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import Tensor
 
+from sae_fast.validation import check_positive_int
+
 TRAIN_BATCH_SIZE_KEY = "train_batch_size"
 """SAE folder metadata: tokens per BatchTopK selection in training (the n of θ's n·k)."""
 DEFAULT_BATCHES = 8
@@ -52,8 +54,7 @@ def recalibrate_thetas(saes: Mapping[str, Any], batches: Iterable[Tensor], n_bat
     (training batches of the training batch size); other SAEs are left alone."""
     from sae_fast.sae.batch_topk import BatchTopKSAE
 
-    if isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1:
-        raise ValueError(f"the number of calibration batches must be an int >= 1, got {n_batches!r}")
+    check_positive_int(n_batches, "the number of calibration batches (n_batches)")
     batches = list(itertools.islice(batches, n_batches))  # few batches, each read three times per SAE
     if not batches:
         raise ValueError("no calibration batch: the activations hold fewer rows than one batch; lower the "

@@ -14,6 +14,8 @@ from tqdm.auto import tqdm
 
 from sae_fast.evaluation.metrics import ReconstructionAccumulator
 from sae_fast.sae.base import SparseAutoencoder
+from sae_fast.sae.eval_mode import eval_mode
+from sae_fast.validation import check_positive_int
 
 
 @dataclass
@@ -152,16 +154,13 @@ def evaluate(
     """
     if not isinstance(sae, SparseAutoencoder):
         raise TypeError(f"sae must be a SparseAutoencoder, got {type(sae).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     wants_ce = [model is not None, tokens is not None, hook_name is not None]
     if any(wants_ce) and not all(wants_ce):
         raise ValueError("CE evaluation needs model, tokens and hook_name together (or none of them)")
     if tokens is not None and (not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype.is_floating_point):
         raise ValueError("tokens must be an integer tensor [n_sequences, seq_len]")
-    was_training = sae.training
-    sae.eval()
-    try:
+    with eval_mode(sae):
         accumulator = ReconstructionAccumulator(sae)
         total = _batch_count(activations, batch_size)
         for batch in tqdm(_batches(activations, batch_size), desc="evaluate", unit="batch", total=total,
@@ -201,5 +200,3 @@ def evaluate(
             result.ce_loss_recovered_mean = _recovered(losses["ce_mean_ablation"], losses["ce_sae"], losses["ce_clean"])
             result.ce_sequences = int(tokens.shape[0])
         return result
-    finally:
-        sae.train(was_training)

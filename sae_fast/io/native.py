@@ -168,3 +168,7 @@ def _check_complete(sae: SparseAutoencoder, tensors: dict[str, Tensor], source: 
         raise ValueError(
             f"{source} lack(s) tensor(s) {fatal} of {type(sae).__name__}; the save is incomplete, re-save the SAE"
         )
+
+
+# What ``sae.save_pretrained(directory)`` calls: the modules sit below io and cannot import it.
+SparseAutoencoder.register_pretrained_writer(save_pretrained)

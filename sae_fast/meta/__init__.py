@@ -9,7 +9,7 @@
 
 from sae_fast.meta.compare import MaxCosineDistribution, compare_with_saes
 from sae_fast.meta.config import MetaSAEConfig
-from sae_fast.meta.data import decoder_row_batches, decoder_rows
+from sae_fast.meta.data import decoder_row_batches, rows_to_decompose
 from sae_fast.meta.decompose import Decomposition, MetaDecomposition, encode_rows
 from sae_fast.meta.explain import (
     Explainer,
@@ -28,7 +28,7 @@ from sae_fast.meta.train import MetaSAEResult, build_meta_sae, train_meta_sae, t
 
 __all__ = [
     "MetaSAEConfig", "MetaSAEResult", "train_meta_sae", "build_meta_sae", "trainer_config",
-    "decoder_rows", "decoder_row_batches", "Decomposition", "MetaDecomposition", "encode_rows",
+    "rows_to_decompose", "decoder_row_batches", "Decomposition", "MetaDecomposition", "encode_rows",
     "MaxCosineDistribution", "compare_with_saes", "SubstitutionResult", "decoder_substitution",
     "with_frozen_decoder", "Explainer", "LatentCard", "TokenContext", "TopActivations",
     "collect_top_activations", "cache_context_lookup", "plot_meta_report", "latent_cards", "meta_latent_cards", "write_context_page",

@@ -6,23 +6,17 @@ import torch
 from torch import Tensor
 
 from sae_fast.sae.base import SparseAutoencoder
+from sae_fast.sae.decoder_rows import decoder_rows
 from sae_fast.training.data import ShuffledBatches
 
 
-def decoder_rows(source: SparseAutoencoder | Tensor, normalize: bool = True) -> Tensor:
-    """The rows ``[d_sae, d_in]`` to decompose, detached, in fp32, optionally unit-norm.
-
-    ``source`` is an SAE (its ``W_dec`` is used) or a decoder matrix itself.
-    """
-    W = source.W_dec if isinstance(source, SparseAutoencoder) else source
-    if not isinstance(W, Tensor) or W.dim() != 2 or not W.is_floating_point():
-        raise TypeError(
-            "source must be a SparseAutoencoder or a 2-D floating tensor of decoder rows [d_sae, d_in], "
-            f"got {type(source).__name__}"
-        )
+def rows_to_decompose(source: SparseAutoencoder | Tensor, normalize: bool = True) -> Tensor:
+    """A meta-SAE's training rows: the decoder rows ``[d_sae, d_in]`` of ``source`` (an SAE or the
+    decoder matrix itself), copied to fp32 and, with ``normalize``, scaled to unit norm."""
+    W = decoder_rows(source, "source")
     if W.shape[0] < 2:
         raise ValueError(f"need at least 2 decoder rows to train a meta-SAE, got {W.shape[0]}")
-    rows = W.detach().to(torch.float32).clone()
+    rows = W.to(torch.float32).clone()
     if not torch.isfinite(rows).all():
         raise ValueError("the decoder contains NaN or Inf; it cannot be decomposed")
     if normalize:

@@ -12,7 +12,9 @@ import torch
 from torch import Tensor
 
 from sae_fast.sae.base import SparseAutoencoder
+from sae_fast.sae.eval_mode import eval_mode
 from sae_fast.sparse_codes import SparseCodes
+from sae_fast.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,8 @@ class Decomposition:
 
 def encode_rows(meta_sae: SparseAutoencoder, rows: Tensor, chunk_size: int = 8192) -> SparseCodes:
     """Eval-mode sparse codes of ``rows`` (chunked, so memory stays ``chunk_size x d_meta``)."""
-    was_training = meta_sae.training
-    meta_sae.eval()
-    try:
+    with eval_mode(meta_sae):
         parts = [meta_sae.encode_sparse(chunk.to(meta_sae.device)) for chunk in rows.split(chunk_size)]
-    finally:
-        meta_sae.train(was_training)
     offsets = [parts[0].row_offsets]
     shift = parts[0].row_offsets[-1]
     for part in parts[1:]:
@@ -69,7 +67,7 @@ class MetaDecomposition:
         if not isinstance(rows, Tensor) or rows.dim() != 2 or rows.shape[1] != meta_sae.d_in:
             raise ValueError(
                 f"rows must be the decomposed decoder rows [n_latents, {meta_sae.d_in}] "
-                "(see sae_fast.meta.decoder_rows)"
+                "(see sae_fast.meta.rows_to_decompose)"
             )
         self.meta_sae = meta_sae
         self.rows = rows
@@ -90,9 +88,7 @@ class MetaDecomposition:
         return self._meta_offsets[1:] - self._meta_offsets[:-1]
 
     def _check_latent(self, latent: int) -> int:
-        if isinstance(latent, bool) or not isinstance(latent, int) or not 0 <= latent < self.n_latents:
-            raise ValueError(f"latent must be an int in [0, {self.n_latents}), got {latent!r}")
-        return latent
+        return check_int(latent, "latent", lower=0, upper=self.n_latents - 1, upper_name="the last latent")
 
     def of(self, latent: int) -> Decomposition:
         """The decomposition of one SAE latent."""
@@ -110,8 +106,7 @@ class MetaDecomposition:
     def latents_sharing(self, meta_latent: int) -> tuple[Tensor, Tensor]:
         """SAE latents that use ``meta_latent`` and their weights on it, by decreasing weight."""
         d_meta = self.meta_sae.d_sae
-        if isinstance(meta_latent, bool) or not isinstance(meta_latent, int) or not 0 <= meta_latent < d_meta:
-            raise ValueError(f"meta_latent must be an int in [0, {d_meta}), got {meta_latent!r}")
+        check_int(meta_latent, "meta_latent", lower=0, upper=d_meta - 1, upper_name="the last meta-latent")
         entries = self._by_meta[self._meta_offsets[meta_latent] : self._meta_offsets[meta_latent + 1]]
         latents, weights = self._token_of_entry[entries], self.codes.values[entries]
         order = torch.argsort(weights, descending=True, stable=True)

@@ -20,8 +20,10 @@ from torch import Tensor
 
 from sae_fast.meta.decompose import MetaDecomposition
 from sae_fast.sae.base import SparseAutoencoder
+from sae_fast.sae.eval_mode import eval_mode
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.io.atomic import atomic_write_bytes
+from sae_fast.validation import check_int, check_positive_int
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,8 @@ class TopActivations:
     """
 
     def __init__(self, n_latents: int, n_top: int = 10) -> None:
-        if n_latents < 1 or n_top < 1:
-            raise ValueError(f"n_latents and n_top must be >= 1, got {n_latents}, {n_top}")
-        self.n_latents, self.n_top = n_latents, n_top
+        self.n_latents = check_positive_int(n_latents, "n_latents")
+        self.n_top = check_positive_int(n_top, "n_top")
         self.values = torch.full((n_latents, n_top), float("-inf"))
         self.token_ids = torch.full((n_latents, n_top), -1, dtype=torch.int64)
 
@@ -101,16 +102,12 @@ def collect_top_activations(
     for the same stream must use.
     """
     tracker = TopActivations(sae.d_sae, n_top)
-    was_training = sae.training
-    sae.eval()
     seen = 0
-    try:
+    with eval_mode(sae):
         for batch in activations:
             codes = sae.encode_sparse(batch.to(sae.device))  # validates the width before flattening
             tracker.update(codes, seen)
             seen += codes.n_tokens
-    finally:
-        sae.train(was_training)
     if seen == 0:
         raise ValueError("the activation stream was empty; pass at least one batch")
     return tracker
@@ -162,8 +159,8 @@ def cache_context_lookup(reader, tokenizer, before: int = 12, after: int = 4) ->
     row to ``(sequence, position)`` and ``tokens`` holds the token ids); each token of the window is
     decoded on its own so the activating one can be highlighted.
     """
-    if before < 0 or after < 0:
-        raise ValueError(f"before and after must be >= 0, got {before}, {after}")
+    check_int(before, "before", lower=0)
+    check_int(after, "after", lower=0)
 
     def lookup(row: int) -> tuple[list[str], int]:
         sequences, positions = reader.row_origin(row)

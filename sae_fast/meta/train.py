@@ -13,7 +13,7 @@ from torch import Tensor
 
 from sae_fast.evaluation import EvalResult, evaluate
 from sae_fast.meta.config import MetaSAEConfig
-from sae_fast.meta.data import decoder_row_batches, decoder_rows
+from sae_fast.meta.data import decoder_row_batches, rows_to_decompose
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.batch_topk import BatchTopKSAE
 from sae_fast.training import TrainConfig, Trainer, TrainResult
@@ -82,7 +82,7 @@ def train_meta_sae(source: SparseAutoencoder | Tensor, config: MetaSAEConfig | N
     config = config if config is not None else MetaSAEConfig()
     if not isinstance(config, MetaSAEConfig):
         raise TypeError(f"config must be a MetaSAEConfig, got {type(config).__name__}")
-    rows = decoder_rows(source, normalize=config.normalize_rows)
+    rows = rows_to_decompose(source, normalize=config.normalize_rows)
     meta_sae = build_meta_sae(config, rows.shape[1], rows.shape[0])
     batches = decoder_row_batches(rows, config.batch_size, config.epochs, config.seed)
     training = Trainer({"meta_sae": meta_sae}, trainer_config(config, rows.shape[0])).train(batches)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -190,10 +190,25 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         return ", ".join([*shown, f"backend={self.backend}", *dense])
 
     def save_pretrained(self, directory, *, metadata: dict[str, Any] | None = None):
-        """Atomically write ``cfg.json`` + ``sae_weights.safetensors`` (loadable by SAELens 6)."""
-        from sae_fast.io import save_pretrained  # io imports the modules, so import lazily
+        """Atomically write ``cfg.json`` + ``sae_weights.safetensors`` (loadable by SAELens 6).
 
-        return save_pretrained(self, directory, metadata=metadata)
+        The same as ``sae_fast.save_pretrained(sae, directory)``.
+        """
+        writer = SparseAutoencoder._pretrained_writer
+        if writer is None:
+            raise RuntimeError("no SAE file writer is registered; import sae_fast (or sae_fast.io) first")
+        return writer(self, directory, metadata=metadata)
+
+    # The file formats live above the modules (sae_fast.io imports them), so io registers its writer
+    # here instead of the module importing io.
+    _pretrained_writer: ClassVar[Callable[..., Any] | None] = None
+
+    @staticmethod
+    def register_pretrained_writer(writer: Callable[..., Any]) -> None:
+        """Make :meth:`save_pretrained` call ``writer(sae, directory, metadata=...)``."""
+        if not callable(writer):
+            raise TypeError(f"writer must be callable, got {type(writer).__name__}")
+        SparseAutoencoder._pretrained_writer = writer
 
     # ------------------------------------------------------------------ core maths
     def _tokens(self, x: Tensor) -> Tensor:
@@ -366,6 +381,45 @@ class SparseAutoencoder(nn.Module, abc.ABC):
     def dead_latent_mask(self) -> Tensor:
         """Latents that have not fired for ``dead_tokens_threshold`` training tokens."""
         return self.tokens_since_fired >= self.dead_tokens_threshold
+
+    # ------------------------------------------------------------------ step-local training state
+    # The buffers training_loss updates, exposed so data-parallel training can merge them without
+    # knowing their names: each shard of a step starts from the same snapshot, its result is
+    # combined with every other shard's by the reduction named here, and merge_training_state_
+    # turns the reduced states into the state after the step (sae_fast.training.distributed).
+    def training_state(self) -> dict[str, Tensor]:
+        """A copy of every buffer :meth:`training_loss` updates, by name."""
+        return {"tokens_since_fired": self.tokens_since_fired.clone()}
+
+    @torch.no_grad()
+    def load_training_state_(self, state: dict[str, Tensor]) -> None:
+        """Put back a :meth:`training_state` snapshot (e.g. to undo a step that failed)."""
+        current = self.training_state()
+        if set(state) != set(current):
+            raise ValueError(f"training state must hold exactly {sorted(current)}, got {sorted(state)}")
+        for name, tensor in state.items():
+            getattr(self, name).copy_(tensor)
+
+    def training_state_reductions(self) -> dict[str, str]:
+        """How to combine each :meth:`training_state` entry across the shards of one step.
+
+        ``"min"``, ``"max"``, or ``"mean"`` (summed in the buffer's dtype, then divided by the
+        number of shards).
+        """
+        # A latent fired in some shard exactly when that shard reset its counter to 0.
+        return {"tokens_since_fired": "min"}
+
+    @torch.no_grad()
+    def merge_training_state_(self, start: dict[str, Tensor], reduced: dict[str, Tensor], n_tokens: int) -> None:
+        """Set the state after a step of ``n_tokens`` tokens (all shards) from the snapshot taken
+        before it and the shards' states combined by :meth:`training_state_reductions`."""
+        counters = start["tokens_since_fired"]
+        fired = reduced["tokens_since_fired"] == 0
+        self.tokens_since_fired.copy_(torch.where(fired, torch.zeros_like(counters), counters + n_tokens))
+
+    def training_statistics(self) -> dict[str, float]:
+        """Scalars of the training state worth logging after each step."""
+        return {"dead_latents": int(self.dead_latent_mask().sum())}
 
     # ------------------------------------------------------------------ decoder constraints
     @torch.no_grad()

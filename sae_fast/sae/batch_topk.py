@@ -64,6 +64,25 @@ class BatchTopKSAE(KSparseSAE):
         weight = 1.0 / min(int(self.threshold_num_batches), self.threshold_window)
         self.threshold += (smallest - self.threshold) * weight
 
+    def training_state(self) -> dict[str, Tensor]:
+        state = super().training_state()
+        state.update(threshold=self.threshold.clone(), threshold_num_batches=self.threshold_num_batches.clone())
+        return state
+
+    def training_state_reductions(self) -> dict[str, str]:
+        # theta's update is linear in the batch minimum, so the mean of the shards' thetas is one
+        # update with the mean minimum; the batch counter advances once per step, not per shard.
+        return {**super().training_state_reductions(), "threshold": "mean", "threshold_num_batches": "max"}
+
+    @torch.no_grad()
+    def merge_training_state_(self, start: dict[str, Tensor], reduced: dict[str, Tensor], n_tokens: int) -> None:
+        super().merge_training_state_(start, reduced, n_tokens)
+        self.threshold.copy_(reduced["threshold"])
+        self.threshold_num_batches.copy_(reduced["threshold_num_batches"])
+
+    def training_statistics(self) -> dict[str, float]:
+        return {**super().training_statistics(), "threshold": float(self.threshold)}
+
     def freeze_threshold(self) -> None:
         """Stop updating theta during training (e.g. for a final fine-tuning phase)."""
         self.threshold_frozen.fill_(True)

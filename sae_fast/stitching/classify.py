@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from sae_fast.similarity import max_cosine_similarity
 from sae_fast.stitching.config import GPT2_THRESHOLD
-from sae_fast.stitching.decoders import decoder_rows
+from sae_fast.sae.decoder_rows import decoder_rows
 
 
 @dataclass(frozen=True)

@@ -7,25 +7,14 @@ path and every per-latent analysis.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from sae_fast.sae.eval_mode import eval_mode
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.validation import check_activations
-
-
-@contextmanager
-def eval_mode(module: nn.Module):
-    """Temporarily switch to eval mode (BatchTopK then selects with its threshold theta)."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
 
 
 def concat_codes(parts: list[SparseCodes]) -> SparseCodes:

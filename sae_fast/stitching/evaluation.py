@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from sae_fast.stitching.encoded import eval_mode
+from sae_fast.sae.eval_mode import eval_mode
+from sae_fast.sae.reconstruction_sums import ReconstructionSums
+from sae_fast.validation import check_positive_int
 
 
 @dataclass(frozen=True)
@@ -21,18 +23,16 @@ class ReconstructionStats:
 def reconstruction_stats(sae: nn.Module, x: Tensor, batch_size: int = 4096) -> ReconstructionStats:
     """MSE, L0 and per-token squared error of an SAE or a StitchedSAE (anything with ``reconstruct``).
 
-    Errors are measured in the SAE's normalised space, as every stitching statistic is.
+    Errors are measured in the SAE's normalised space, as every stitching statistic is; each batch
+    is encoded once (``reconstruct`` returns the codes with the reconstruction).
     """
-    errors, counts = [], []
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        raise ValueError(f"x must be activations [n_tokens, d_in], got {getattr(x, 'shape', type(x).__name__)}")
+    check_positive_int(batch_size, "batch_size")
+    sums = ReconstructionSums(x.shape[1])
+    errors = []
     with eval_mode(sae):
         for start in range(0, x.shape[0], batch_size):
             result = sae.reconstruct(x[start : start + batch_size])
-            counts.append(result.codes.counts())
-            error = result.normalized_x_hat.to(torch.float64) - result.normalized_x.to(torch.float64)
-            errors.append(error.pow(2).sum(dim=1))
-    token_sq = torch.cat(errors)
-    return ReconstructionStats(
-        mse=float(token_sq.mean()) / x.shape[1],
-        l0=float(torch.cat(counts).double().mean()),
-        token_sq_error=token_sq,
-    )
+            errors.append(sums.add(result.normalized_x, result.normalized_x_hat, result.codes.counts()))
+    return ReconstructionStats(mse=sums.mse(), l0=sums.mean_l0(), token_sq_error=torch.cat(errors))

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from sae_fast.similarity import cosine_pairs_above
 from sae_fast.stitching.config import GPT2_THRESHOLD
-from sae_fast.stitching.decoders import decoder_rows
+from sae_fast.sae.decoder_rows import decoder_rows
 from sae_fast.stitching.union_find import connected_components
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sae_fast.validation import check_int
+
 try:
     from sae_fast._C import connected_components as _cpp_connected_components
 except ImportError:  # extension not built (or built before union_find.cpp existed)
@@ -49,8 +51,7 @@ def connected_components(n_nodes: int, u: Tensor, v: Tensor, *, backend: str = "
         u, v: edge endpoints (1-D integer tensors of equal length, values in ``[0, n_nodes)``).
         backend: ``"auto"`` (C++ if built), ``"cpp"`` or ``"python"``.
     """
-    if isinstance(n_nodes, bool) or not isinstance(n_nodes, int) or n_nodes < 0:
-        raise ValueError(f"n_nodes must be a non-negative int, got {n_nodes!r}")
+    check_int(n_nodes, "n_nodes", lower=0)
     for name, t in (("u", u), ("v", v)):
         if not isinstance(t, Tensor) or t.dim() != 1 or t.is_floating_point():
             raise TypeError(f"{name} must be a 1-D integer tensor of edge endpoints")

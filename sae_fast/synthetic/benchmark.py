@@ -19,6 +19,7 @@ from sae_fast.meta.config import MetaSAEConfig
 from sae_fast.meta.train import train_meta_sae
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.batch_topk import BatchTopKSAE
+from sae_fast.sae.eval_mode import eval_mode
 from sae_fast.synthetic.generator import CompositionalConfig, CompositionalGenerator
 from sae_fast.synthetic.scoring import score_dictionary
 from sae_fast.training import TrainConfig, Trainer
@@ -62,12 +63,8 @@ class SyntheticBenchmarkConfig:
 
 def alive_latents(sae: SparseAutoencoder, x: torch.Tensor) -> torch.Tensor:
     """Boolean ``[d_sae]``: latents that fire (eval mode) on at least one row of ``x``."""
-    was_training = sae.training
-    sae.eval()
-    try:
+    with eval_mode(sae):
         codes = sae.encode_sparse(x)
-    finally:
-        sae.train(was_training)
     return torch.bincount(codes.latent_indices.cpu(), minlength=sae.d_sae) > 0
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from sae_fast.validation import check_positive_int
+from sae_fast.validation import check_int, check_positive_int
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,11 @@ class CompositionalConfig:
 
     def __post_init__(self) -> None:
         check_positive_int(self.d, "d")
-        if not isinstance(self.family_sizes, tuple) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in self.family_sizes
-        ):
-            raise ValueError(f"family_sizes must be a tuple of positive ints, got {self.family_sizes!r}")
-        if isinstance(self.n_independent, bool) or not isinstance(self.n_independent, int) or self.n_independent < 0:
-            raise ValueError(f"n_independent must be an int >= 0, got {self.n_independent!r}")
+        if not isinstance(self.family_sizes, tuple):
+            raise TypeError(f"family_sizes must be a tuple of positive ints, got {self.family_sizes!r}")
+        for index, size in enumerate(self.family_sizes):
+            check_positive_int(size, f"family_sizes[{index}]")
+        check_int(self.n_independent, "n_independent", lower=0)
         if self.n_atoms == 0:
             raise ValueError("the dictionary is empty: give at least one family or one independent atom")
         for p in self.family_probabilities + (self.independent_probability,):

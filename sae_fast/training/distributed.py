@@ -31,7 +31,6 @@ import torch.distributed as dist
 from torch import Tensor
 
 from sae_fast.sae.base import SparseAutoencoder
-from sae_fast.sae.batch_topk import BatchTopKSAE
 
 
 @dataclass(frozen=True)
@@ -93,54 +92,58 @@ def average_gradients_(sae: SparseAutoencoder, micro_batches: int, context: Dist
 
 
 class StepStatistics:
-    """Snapshot, per-shard collection and merge of one SAE's step-local buffers (see module doc)."""
+    """Snapshot, per-shard collection and merge of one SAE's step-local training state.
+
+    The SAE names its state and how shards combine (``training_state`` / ``training_state_reductions``);
+    this class only runs those reductions over micro-batches and ranks (see the module doc).
+    """
 
     def __init__(self, sae: SparseAutoencoder) -> None:
         self.sae = sae
-        self.counters0 = sae.tokens_since_fired.clone()
-        self.has_theta = isinstance(sae, BatchTopKSAE)
-        if self.has_theta:
-            self.theta0 = sae.threshold.clone()
-            self.batches0 = sae.threshold_num_batches.clone()
-            self.theta_sum = torch.zeros_like(sae.threshold)
-            self.batches_max = sae.threshold_num_batches.clone()
-        self.min_counters: Tensor | None = None
-        self.shards_tokens = torch.zeros(2, dtype=torch.int64, device=sae.tokens_since_fired.device)
+        self.start = sae.training_state()
+        self.reductions = sae.training_state_reductions()
+        self.combined: dict[str, Tensor] | None = None
+        self.shards_tokens = torch.zeros(2, dtype=torch.int64, device=sae.device)
 
     @torch.no_grad()
     def restore(self) -> None:
-        """Put the buffers back as they were before the step (before each shard, and on failure)."""
-        self.sae.tokens_since_fired.copy_(self.counters0)
-        if self.has_theta:
-            self.sae.threshold.copy_(self.theta0)
-            self.sae.threshold_num_batches.copy_(self.batches0)
+        """Put the state back as it was before the step (before each shard, and on failure)."""
+        self.sae.load_training_state_(self.start)
 
     @torch.no_grad()
     def collect(self, n_tokens: int) -> None:
-        """Record the buffers one shard's ``training_loss`` left behind."""
-        counters = self.sae.tokens_since_fired
-        self.min_counters = counters.clone() if self.min_counters is None else torch.minimum(self.min_counters, counters)
-        if self.has_theta:
-            self.theta_sum += self.sae.threshold
-            self.batches_max = torch.maximum(self.batches_max, self.sae.threshold_num_batches)
+        """Record the state one shard's ``training_loss`` left behind."""
+        state = self.sae.training_state()
+        if self.combined is None:
+            self.combined = state
+        else:
+            for name, tensor in state.items():
+                self.combined[name] = _combine(self.reductions[name], self.combined[name], tensor)
         self.shards_tokens[0] += 1
         self.shards_tokens[1] += n_tokens
 
     @torch.no_grad()
     def merge(self, context: DistributedContext) -> None:
-        """Write the merged buffers of all shards of all ranks into the SAE."""
-        if self.min_counters is None:
+        """Write the merged state of all shards of all ranks into the SAE."""
+        if self.combined is None:
             raise RuntimeError("StepStatistics.merge called before any shard was collected")
-        context.all_reduce(self.min_counters, "min")
         context.all_reduce(self.shards_tokens, "sum")
         shards, tokens = int(self.shards_tokens[0]), int(self.shards_tokens[1])
-        fired = self.min_counters == 0
-        self.sae.tokens_since_fired.copy_(torch.where(fired, torch.zeros_like(self.counters0), self.counters0 + tokens))
-        if self.has_theta:
-            context.all_reduce(self.theta_sum, "sum")
-            context.all_reduce(self.batches_max, "max")
-            self.sae.threshold.copy_(self.theta_sum / shards)
-            self.sae.threshold_num_batches.copy_(self.batches_max)
+        for name, reduction in self.reductions.items():
+            context.all_reduce(self.combined[name], "sum" if reduction == "mean" else reduction)
+            if reduction == "mean":
+                self.combined[name] /= shards
+        self.sae.merge_training_state_(self.start, self.combined, tokens)
+
+
+def _combine(reduction: str, left: Tensor, right: Tensor) -> Tensor:
+    if reduction == "min":
+        return torch.minimum(left, right)
+    if reduction == "max":
+        return torch.maximum(left, right)
+    if reduction == "mean":
+        return left + right  # a sum until merge divides by the shard count
+    raise ValueError(f"unknown training-state reduction {reduction!r}; expected 'min', 'max' or 'mean'")
 
 
 def global_mean(chunks: list[Tensor], context: DistributedContext) -> Tensor:

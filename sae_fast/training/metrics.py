@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -11,28 +10,28 @@ from typing import Any
 import torch
 
 from sae_fast.sae.output import TrainingOutput
+from sae_fast.sae.reconstruction_sums import ReconstructionSums
 from sae_fast.io.atomic import atomic_write_bytes
 
 
+@torch.no_grad()
 def step_metrics(output: TrainingOutput) -> dict[str, float]:
-    """Scalars of one step of one SAE (the trainer adds the dead-latent count after the step).
+    """Scalars of one step of one SAE (the trainer adds the SAE's ``training_statistics`` after the step).
 
-    ``nmse = sum ||x - x_hat||^2 / sum ||x - mean_batch(x)||^2`` over the batch's tokens (the
-    same definition :func:`sae_fast.evaluation.evaluate` uses on held-out data), in the SAE's
+    ``nmse`` is :class:`~sae_fast.sae.reconstruction_sums.ReconstructionSums`' over the batch's
+    tokens (the definition :func:`sae_fast.evaluation.evaluate` uses on held-out data), in the SAE's
     normalised space (``output.target``): the input space when it does not normalise.
     """
-    with torch.no_grad():
-        x_tokens = output.target
-        err = (output.x_hat - x_tokens).pow(2).sum().double()
-        var = (x_tokens - x_tokens.mean(dim=0)).pow(2).sum().double()
-        return {
-            "loss": float(output.loss),
-            "mse": float(output.mse),
-            "aux_loss": float(output.aux_loss),
-            "sparsity_loss": float(output.sparsity_loss),
-            "l0": float(output.l0),
-            "nmse": float(err / var) if var > 0 else math.nan,
-        }
+    sums = ReconstructionSums(output.target.shape[-1])
+    sums.add(output.target, output.x_hat)
+    return {
+        "loss": float(output.loss),
+        "mse": float(output.mse),
+        "aux_loss": float(output.aux_loss),
+        "sparsity_loss": float(output.sparsity_loss),
+        "l0": float(output.l0),
+        "nmse": sums.nmse(),
+    }
 
 
 class MetricsLogger:

@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.normalization import expected_average_scale
-from sae_fast.sae.batch_topk import BatchTopKSAE
 from sae_fast.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sae_fast.training.config import TrainConfig
 from sae_fast.training.data import ResumableBatches, as_resumable
@@ -277,16 +276,15 @@ class Trainer:
             self.optimizers[name].step()
             sae.after_optimizer_step_()
             self.optimizers[name].zero_grad(set_to_none=True)
-            if log:
-                metrics[name]["dead_latents"] = int(sae.dead_latent_mask().sum())
-                if isinstance(sae, BatchTopKSAE):
-                    metrics[name]["threshold"] = float(sae.threshold)
-        if log and self.context.enabled:
+        if log:
             for name, values in metrics.items():
-                keys = [k for k in values if k not in ("dead_latents", "threshold")]
-                packed = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
-                self.context.all_reduce(packed)
-                values.update({k: float(v) / self.context.world_size for k, v in zip(keys, packed.tolist())})
+                if self.context.enabled:
+                    # Per-rank batch statistics; the training state was merged already, so its statistics are global.
+                    keys = list(values)
+                    packed = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.device)
+                    self.context.all_reduce(packed)
+                    values.update({k: float(v) / self.context.world_size for k, v in zip(keys, packed.tolist())})
+                values.update(self.saes[name].training_statistics())
         return metrics
 
     def train(self, batches: Iterable[Tensor]) -> TrainResult:
