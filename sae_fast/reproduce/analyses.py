@@ -151,7 +151,7 @@ def meta_analyses(config: ReproduceConfig, saes: dict[str, Any], out: Path) -> d
     n = family_names(config)
     large = saes[n["large"]]
     meta_config = MetaSAEConfig(n_meta_latents=config.n_meta_latents, k=config.meta_k, epochs=config.meta_epochs,
-                                batch_size=large.d_sae, seed=config.seed, progress=config.progress)
+                                train={"batch_size": large.d_sae, "seed": config.seed, "progress": config.progress})
     result = train_meta_sae(large, meta_config)
     save_pretrained(result.meta_sae, out / "meta_sae")
     references = {f"SAE-{saes[n[key]].d_sae}": saes[n[key]] for key in ("small", "medium", "large")}

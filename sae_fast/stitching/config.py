@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from sae_fast.config_fields import documented
+
 GPT2_THRESHOLD = 0.7
 """Max-decoder-cosine threshold the paper uses for its GPT-2 SAEs."""
 GEMMA_SCOPE_THRESHOLD = 0.4
@@ -15,32 +17,32 @@ Order = Literal["index", "random", "max_cos"]
 
 @dataclass(frozen=True)
 class StitchingConfig:
-    """Knobs of novel/reconstruction classification and the interpolation path.
+    """Knobs of novel/reconstruction classification, the interpolation path and the stitching analyses."""
 
-    Attributes:
-        threshold: a large-SAE latent is *novel* when its max decoder cosine to the small SAE is
-            ``< threshold``, a *reconstruction* latent otherwise; the bipartite graph joins every
-            pair with cosine ``>= threshold`` (so each reconstruction latent has an edge).
-            0.7 for GPT-2-like SAEs, 0.4 documented for Gemma Scope.
-        novel_order: order in which novel latents are added: ``"index"`` (ascending latent index),
-            ``"random"`` (seeded shuffle, as in the paper's Fig. 18) or ``"max_cos"`` (least
-            similar first).
-        group_order: order of group swaps: ``"index"`` (by smallest member) or ``"random"``.
-        remove_unmatched_small: after the swaps, remove (one step each) the small-SAE latents that
-            joined no group, so the path ends exactly at the large SAE. Off by default: the paper's
-            path keeps them.
-        seed: seed of the ``"random"`` orders.
-        encode_batch_size: tokens per encoder call when encoding the evaluation set.
-        block_size: tile of the max-cosine computation (``None``: the library default).
-    """
-
-    threshold: float = GPT2_THRESHOLD
-    novel_order: Order = "index"
-    group_order: Literal["index", "random"] = "index"
-    remove_unmatched_small: bool = False
-    seed: int = 0
-    encode_batch_size: int = 4096
-    block_size: int | tuple[int, int] | None = None
+    threshold: float = documented(
+        GPT2_THRESHOLD,
+        "A large-SAE latent is novel when its max decoder cosine to the small SAE is < threshold, a "
+        "reconstruction latent otherwise; the bipartite graph joins every pair with cosine >= threshold (so "
+        "each reconstruction latent has an edge). 0.7 for GPT-2-like SAEs, 0.4 documented for Gemma Scope.",
+    )
+    novel_order: Order = documented(
+        "index",
+        "Order in which the interpolation path adds the novel latents: index (ascending latent index), "
+        "random (seeded shuffle, as in the paper's Fig. 18) or max_cos (least similar first).",
+    )
+    group_order: Literal["index", "random"] = documented(
+        "index", "Order in which the interpolation path swaps the groups: index (by smallest member) or random."
+    )
+    remove_unmatched_small: bool = documented(
+        False,
+        "After the swaps, remove (one step each) the small-SAE latents that joined no group, so the path ends "
+        "exactly at the large SAE. Off by default: the paper's path keeps them.",
+    )
+    seed: int = documented(0, "Seed of the random orders.")
+    encode_batch_size: int = documented(4096, "Tokens per encoder call when encoding the evaluation set.")
+    block_size: int | tuple[int, int] | None = documented(
+        None, "Tile of the max-cosine computation (None: the library default)."
+    )
 
     def __post_init__(self) -> None:
         if not -1.0 <= float(self.threshold) <= 1.0:
