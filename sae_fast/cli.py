@@ -311,7 +311,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from sae_fast.activations import ActivationCacheReader
     from sae_fast.activations.cache_format import manifest_field, read_manifest
-    from sae_fast.evaluation import evaluate
+    from sae_fast.evaluation import EvalConfig, evaluate
     from sae_fast.io import load_pretrained
 
     split = args.split
@@ -326,16 +326,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _warn(f"--split {split} evaluates on training rows: the numbers flatter SAEs trained on this cache")
     reader = ActivationCacheReader(args.cache, split=split, max_norm_ratio=args.max_norm_ratio)
     rows = reader.kept_activations(args.max_rows)
-    model = tokens = hook = None
+    config = EvalConfig(batch_size=args.batch_size, first_position=reader.first_position, progress=args.progress)
     if args.ce_sequences:
-        model = load_model_by_name(args.model or reader.model_source, args.device)
-        tokens = torch.from_numpy(reader.tokens[: args.ce_sequences].astype("int64"))
-        hook = reader.hook_name
+        config = dataclasses.replace(
+            config, model=load_model_by_name(args.model or reader.model_source, args.device),
+            tokens=torch.from_numpy(reader.tokens[: args.ce_sequences].astype("int64")), hook_name=reader.hook_name,
+        )
     results = {}
     for path in args.sae:
         sae = load_pretrained(path, device=args.device)
-        result = evaluate(sae, rows, model=model, tokens=tokens, hook_name=hook, batch_size=args.batch_size,
-                          first_position=reader.first_position, progress=args.progress)
+        result = evaluate(sae, rows, config)
         results[path] = {**result.to_dict(), "split": reader.split, "sink_filter": reader.sink_filter_stats()}
         print(f"{path}: NMSE={result.nmse:.4f} FVE={result.fraction_variance_explained:.4f} "
               f"L0={result.mean_l0:.2f} dead={result.dead_fraction:.3%}"

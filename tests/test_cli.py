@@ -11,6 +11,7 @@ import pytest
 from sae_fast.activations import ActivationCacheReader, ActivationConfig
 from sae_fast.cli import build_parser, build_saes, dataclass_from_args, main, parse_args, parse_sae_spec
 from sae_fast.config_fields import field_help
+from sae_fast.evaluation import EvalConfig
 from sae_fast.io import load_pretrained
 from sae_fast.meta import MetaSAEConfig
 from sae_fast.meta.config import PAPER_META_BATCH_SIZE, PAPER_META_EPOCHS
@@ -47,7 +48,7 @@ def test_train_flags_are_one_to_one_with_train_config(capsys):
 
 
 CONFIGS = [TrainConfig, ActivationConfig, MetaSAEConfig, StitchingConfig, ReproduceConfig, SyntheticBenchmarkConfig,
-           CompositionalConfig]
+           CompositionalConfig, EvalConfig]
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda cls: cls.__name__)
