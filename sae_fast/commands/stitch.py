@@ -45,16 +45,16 @@ def stitching_report(
         novel_latent_mse, single_latent_insertion_effects,
     )
 
-    encoded = encode_eval_set(small, large, x, config.encode_batch_size)
-    classification = classify_latents(small, large, config.threshold, block_size=config.block_size)
-    groups = find_swap_groups(small, large, config.threshold, block_size=config.block_size)
+    encoded = encode_eval_set(small, large, x, config)
+    classification = classify_latents(small, large, config)
+    groups = find_swap_groups(small, large, config)
     path = interpolation_path(small, large, encoded, config, groups=groups)
-    effects = single_latent_insertion_effects(small, large, encoded, config.threshold)
+    effects = single_latent_insertion_effects(small, large, encoded, config)
     results = {
-        "histogram": max_cosine_histogram(small, large, config.threshold, bins=bins),
+        "histogram": max_cosine_histogram(small, large, config, bins=bins),
         "interpolation": path,
         "single_latent": effects,
-        "novel_latent_mse": novel_latent_mse(small, large, encoded, config.threshold),
+        "novel_latent_mse": novel_latent_mse(small, large, encoded, config),
     }
     added = [i for i, phase in enumerate(path.phase) if phase == "add_novel"]
     after_novel = path.mse[added[-1]] if added else path.small_mse

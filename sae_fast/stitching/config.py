@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from dataclasses import fields as dataclass_fields
 from typing import Any, Literal
 
 from sae_fast.config_fields import documented
@@ -43,6 +44,11 @@ class StitchingConfig:
     block_size: int | tuple[int, int] | None = documented(
         None, "Tile of the max-cosine computation (None: the library default)."
     )
+    min_decoder_cos: float = documented(
+        0.5,
+        "Fig. 11's R^2 of activation against decoder similarity counts only the latents whose max decoder "
+        "cosine is above this.",
+    )
 
     def __post_init__(self) -> None:
         if not -1.0 <= float(self.threshold) <= 1.0:
@@ -51,9 +57,40 @@ class StitchingConfig:
             raise ValueError(f"novel_order must be 'index', 'random' or 'max_cos', got {self.novel_order!r}")
         if self.group_order not in ("index", "random"):
             raise ValueError(f"group_order must be 'index' or 'random', got {self.group_order!r}")
+        if not -1.0 <= float(self.min_decoder_cos) <= 1.0:
+            raise ValueError(f"min_decoder_cos must be a cosine in [-1, 1], got {self.min_decoder_cos}")
         if isinstance(self.encode_batch_size, bool) or not isinstance(self.encode_batch_size, int) \
                 or self.encode_batch_size < 1:
             raise ValueError(f"encode_batch_size must be a positive int, got {self.encode_batch_size!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+OLD_KEYWORDS = {"batch_size": "encode_batch_size"}
+"""Keywords the stitching functions took before they took a StitchingConfig, and the field each now sets."""
+
+
+def as_stitching_config(
+    config: StitchingConfig | float | None = None, *, number_field: str = "threshold", **fields: Any
+) -> StitchingConfig:
+    """The StitchingConfig a stitching function runs with, built from what its caller passed.
+
+    ``config`` is a StitchingConfig, None (the defaults), or a bare number, which sets ``number_field``
+    (the functions took the threshold, or a batch size, there before they took a config);
+    ``fields`` are StitchingConfig fields that replace the config's.
+    """
+    for old, new in OLD_KEYWORDS.items():
+        if old in fields:
+            fields[new] = fields.pop(old)
+    known = {f.name for f in dataclass_fields(StitchingConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(f"unknown stitching keyword(s) {unknown}; the StitchingConfig fields are {sorted(known)}")
+    if config is None:
+        config = StitchingConfig()
+    elif isinstance(config, (int, float)) and not isinstance(config, bool):
+        config = StitchingConfig(**{number_field: config})
+    elif not isinstance(config, StitchingConfig):
+        raise TypeError(f"config must be a StitchingConfig (or a number: its {number_field}), got {type(config).__name__}")
+    return replace(config, **fields) if fields else config
