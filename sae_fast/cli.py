@@ -100,26 +100,30 @@ def add_dataclass_arguments(
             group.add_argument(flag, dest=dest, type=kind, default=default, help=text)
 
 
+def _flag_values(cls: type, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    """``{field: value}`` of the fields of ``cls`` that have a flag in ``args`` (lists made tuples)."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        dest = (prefix + f.name).replace("-", "_")
+        if hasattr(args, dest):
+            value = getattr(args, dest)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return values
+
+
 def dataclass_from_args(cls: type, args: argparse.Namespace, *, prefix: str = "", **overrides: Any) -> Any:
     """Build ``cls`` from the flags :func:`add_dataclass_arguments` added (plus ``overrides``).
 
     A nested dataclass is its default with the flags that were added for it applied.
     """
     hints = typing.get_type_hints(cls)
-    values = {}
+    values = _flag_values(cls, args, prefix)
     for f in dataclasses.fields(cls):
         nested = _nested_dataclass(hints[f.name])
         if nested is not None and f.name not in overrides:
-            found = {g.name: getattr(args, (prefix + g.name).replace("-", "_")) for g in dataclasses.fields(nested)
-                     if hasattr(args, (prefix + g.name).replace("-", "_"))}
-            found = {name: tuple(v) if isinstance(v, list) else v for name, v in found.items()}
-            default = _field_default(f)
-            values[f.name] = nested(**found) if default is dataclasses.MISSING else dataclasses.replace(default, **found)
-            continue
-        dest = (prefix + f.name).replace("-", "_")
-        if hasattr(args, dest):
-            value = getattr(args, dest)
-            values[f.name] = tuple(value) if isinstance(value, list) else value
+            default, found = _field_default(f), _flag_values(nested, args, prefix)
+            fresh = default is dataclasses.MISSING
+            values[f.name] = nested(**found) if fresh else dataclasses.replace(default, **found)
     values.update(overrides)
     return cls(**values)
 

@@ -17,7 +17,8 @@ META_SAE_FOLDER = "meta_sae"
 META_RESULT = "meta_sae.json"
 WORKFLOW_SET_TRAIN_FIELDS = ("eps", "micro_batches", "total_tokens", "init_b_dec_from_data", "checkpoint_dir",
                              "checkpoint_every", "resume", "log_jsonl", "tensorboard_dir", "wandb_project", "dtype")
-"""Fields of ``MetaSAEConfig.train`` with no ``meta`` flag: the workflow sets them, or this command writes no such file."""
+"""Fields of ``MetaSAEConfig.train`` with no ``meta`` flag: the workflow sets them, or this command writes
+no such file."""
 PAPER_LATENTS_PER_META_LATENT = 49152 / 2304
 """The paper decomposes 49,152 GPT-2 latents into 2,304 meta-latents; the default keeps that ratio."""
 

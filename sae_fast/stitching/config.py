@@ -92,5 +92,7 @@ def as_stitching_config(
     elif isinstance(config, (int, float)) and not isinstance(config, bool):
         config = StitchingConfig(**{number_field: config})
     elif not isinstance(config, StitchingConfig):
-        raise TypeError(f"config must be a StitchingConfig (or a number: its {number_field}), got {type(config).__name__}")
+        raise TypeError(
+            f"config must be a StitchingConfig (or a number: its {number_field}), got {type(config).__name__}"
+        )
     return replace(config, **fields) if fields else config
