@@ -26,10 +26,12 @@ demo: venv
 reproduce: venv
 	$(PY) -m sae_fast.reproduce $(REPRODUCE_ARGS)
 
-# Benchmarks compare each kernel with the dense torch path in the same run; the results land in
-# benchmarks/results/ (JSON and a Markdown table).
+# Benchmarks compare each kernel with the dense torch path in the same run; the results (JSON and a
+# Markdown table) land in the untracked benchmarks/results/local/. To refresh the committed tables in
+# benchmarks/results/: make bench BENCH_ARGS=--update-results (or BENCH_UPDATE_RESULTS=1 make bench);
+# other sizes: BENCH_ARGS="--bench-sizes 1024x3072,4096x12288".
 bench: venv
-	$(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds
+	$(PY) -m pytest -q -p no:cacheprovider benchmarks --benchmark-only --benchmark-columns=min,median,mean,rounds $(BENCH_ARGS)
 
 clean:
 	rm -rf build *.egg-info sae_fast/*.egg-info .pytest_cache .benchmarks

@@ -1,9 +1,21 @@
-"""Shared benchmark plumbing: collect measured timings, write them once when the session ends.
+"""Shared benchmark plumbing: collect measured timings, write them once when the session ends; sizes.
 
 A benchmark calls the ``record_benchmark`` fixture after running ``benchmark``; at session finish
-every results file gets ``benchmarks/results/<name>.json`` (all fields) and ``<name>.md`` (a
-table), each written atomically. Speed-ups are computed against the row of the same case marked
-``baseline=True`` (the dense torch path, measured in the same run), never against stored numbers.
+every results file gets ``<name>.json`` (all fields) and ``<name>.md`` (a table), each written
+atomically. Speed-ups are computed against the row of the same case marked ``baseline=True`` (the
+dense torch path, measured in the same run), never against stored numbers.
+
+Where results go:
+    ``benchmarks/results/local/`` (untracked, in .gitignore) by default, so a trial run never
+    rewrites the committed tables; ``--update-results`` (or ``BENCH_UPDATE_RESULTS=1``) writes the
+    committed ``benchmarks/results/`` instead.
+
+Sizes:
+    a benchmark marked ``@pytest.mark.sizes(DEFAULT_SIZES)`` takes a ``size`` argument, a tuple of
+    ints, and runs once per size: its defaults, or those of ``--bench-sizes 4096x24576,1024x3072``
+    (``x`` joins one size's numbers, commas separate sizes). A size with another count of numbers
+    than the benchmark's defaults (e.g. ``NxM`` for a benchmark of ``m1 x m0 x d`` shapes) is skipped,
+    with the reason shown.
 """
 
 from __future__ import annotations
@@ -22,9 +34,64 @@ import torch
 from sae_fast.io.atomic import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+"""The committed tables: written only with --update-results or BENCH_UPDATE_RESULTS=1."""
+LOCAL_RESULTS_DIR = RESULTS_DIR / "local"
+"""Where a run writes by default (untracked)."""
 
 # results file name -> list of measured rows; filled by record_benchmark, written at session end.
 _RESULTS: dict[str, list[dict]] = defaultdict(list)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("sae_fast benchmarks")
+    group.addoption("--update-results", action="store_true", default=False,
+                    help=f"write the committed tables in {RESULTS_DIR} (default: {LOCAL_RESULTS_DIR}); "
+                         "BENCH_UPDATE_RESULTS=1 does the same")
+    group.addoption("--bench-sizes", default=None, metavar="AxB[,CxD...]",
+                    help="sizes of the benchmarks marked with sizes, e.g. 4096x24576,1024x3072 (tokens x latents); "
+                         "default: each benchmark's own")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sizes(defaults): run once per size (--bench-sizes or these defaults)")
+
+
+def parse_sizes(text: str) -> list[tuple[int, ...]]:
+    """``"4096x24576,1024x3072"`` -> ``[(4096, 24576), (1024, 3072)]``."""
+    sizes = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            size = tuple(int(number) for number in item.lower().split("x"))
+        except ValueError:
+            size = ()
+        if not size or min(size) < 1:
+            raise pytest.UsageError(f"--bench-sizes: {item!r} is not positive integers joined by x, e.g. 4096x24576")
+        sizes.append(size)
+    if not sizes:
+        raise pytest.UsageError(f"--bench-sizes {text!r} names no size; e.g. --bench-sizes 4096x24576,1024x3072")
+    return sizes
+
+
+def pytest_generate_tests(metafunc):
+    marker = metafunc.definition.get_closest_marker("sizes")
+    if marker is None:
+        return
+    defaults = [tuple(size) for size in marker.args[0]]
+    option = metafunc.config.getoption("--bench-sizes")
+    params = []
+    for size in parse_sizes(option) if option else defaults:
+        mismatch = len(size) != len(defaults[0])
+        reason = f"this benchmark's sizes have {len(defaults[0])} numbers, e.g. {'x'.join(map(str, defaults[0]))}"
+        params.append(pytest.param(size, id="x".join(map(str, size)),
+                                   marks=[pytest.mark.skip(reason=reason)] if mismatch else []))
+    metafunc.parametrize("size", params)
+
+
+def results_dir(config) -> Path:
+    """The committed tables when asked for, else the untracked local folder."""
+    if config.getoption("--update-results") or os.environ.get("BENCH_UPDATE_RESULTS") == "1":
+        return RESULTS_DIR
+    return LOCAL_RESULTS_DIR
 
 
 @pytest.fixture
@@ -103,7 +170,9 @@ def pytest_sessionfinish(session, exitstatus):
         # Conditions a reader must know to trust the numbers, e.g. "machine shared with another job".
         "note": os.environ.get("BENCH_NOTE"),
     }
+    directory = results_dir(session.config)
+    directory.mkdir(parents=True, exist_ok=True)
     for name, rows in _RESULTS.items():
         _add_speedups(rows)
-        atomic_write_text(RESULTS_DIR / f"{name}.json", json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
-        atomic_write_text(RESULTS_DIR / f"{name}.md", _markdown(name, meta, rows))
+        atomic_write_text(directory / f"{name}.json", json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+        atomic_write_text(directory / f"{name}.md", _markdown(name, meta, rows))

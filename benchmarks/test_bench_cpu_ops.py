@@ -9,14 +9,16 @@
   of the dense matrix and run ``torch.topk(dim=1)`` + scatter; C++ ``subset_topk_select`` reads
   the dead columns in place.
 
-Run: ``make bench`` or ``.venv/bin/python -m pytest benchmarks/test_bench_cpu_ops.py -q``;
-results go to ``benchmarks/results/cpu_ops.{json,md}``.
+Run: ``make bench`` or ``.venv/bin/python -m pytest benchmarks/test_bench_cpu_ops.py -q``
+(``--bench-sizes 1024x3072,...`` for other (tokens x latents) sizes); results go to
+``benchmarks/results/local/cpu_ops.{json,md}``, or with ``--update-results`` to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+from dense_peer import dense_batch_topk, dense_topk
 
 from sae_fast.kernels import cpu
 from sae_fast.kernels.sparse_decode_reference import sparse_decode as reference_decode
@@ -43,24 +45,14 @@ def pre_activations(n: int, m: int) -> torch.Tensor:
     return _pre_cache[(n, m)]
 
 
-def dense_batch_topk(pre: torch.Tensor, k_total: int) -> torch.Tensor:
-    flat = pre.reshape(-1)
-    top = torch.topk(flat, k_total, sorted=False)
-    return torch.zeros_like(flat).scatter_(0, top.indices, top.values).reshape(pre.shape)
-
-
-def dense_topk(pre: torch.Tensor, k: int) -> torch.Tensor:
-    top = torch.topk(pre, k, dim=1, sorted=False)
-    return torch.zeros_like(pre).scatter_(1, top.indices, top.values)
-
-
 def run(benchmark, fn, *args):
     return benchmark.pedantic(fn, args=args, rounds=ROUNDS, iterations=1, warmup_rounds=1)
 
 
-@pytest.mark.parametrize("n, m", SIZES, ids=[f"n{n}-m{m}" for n, m in SIZES])
+@pytest.mark.sizes(SIZES)
 @pytest.mark.parametrize("impl", ["torch_topk_dense", "cpp_batch_topk_select"])
-def test_bench_batch_topk_select(benchmark, record_benchmark, impl, n, m):
+def test_bench_batch_topk_select(benchmark, record_benchmark, impl, size):
+    n, m = size
     pre = pre_activations(n, m)
     benchmark.group = f"batch_topk n={n} m={m}"
     if impl == "torch_topk_dense":
@@ -73,9 +65,10 @@ def test_bench_batch_topk_select(benchmark, record_benchmark, impl, n, m):
                      baseline=impl == "torch_topk_dense", tokens=n, op="batch_topk_select", n=n, m=m, k=K)
 
 
-@pytest.mark.parametrize("n, m", SIZES, ids=[f"n{n}-m{m}" for n, m in SIZES])
+@pytest.mark.sizes(SIZES)
 @pytest.mark.parametrize("impl", ["torch_topk_dense", "cpp_topk_select"])
-def test_bench_topk_select(benchmark, record_benchmark, impl, n, m):
+def test_bench_topk_select(benchmark, record_benchmark, impl, size):
+    n, m = size
     pre = pre_activations(n, m)
     benchmark.group = f"topk n={n} m={m}"
     if impl == "torch_topk_dense":
@@ -88,9 +81,10 @@ def test_bench_topk_select(benchmark, record_benchmark, impl, n, m):
                      baseline=impl == "torch_topk_dense", tokens=n, op="topk_select", n=n, m=m, k=K)
 
 
-@pytest.mark.parametrize("n, m", SIZES, ids=[f"n{n}-m{m}" for n, m in SIZES])
+@pytest.mark.sizes(SIZES)
 @pytest.mark.parametrize("impl", ["torch_dense_matmul", "cpp_sparse_decode"])
-def test_bench_decode(benchmark, record_benchmark, impl, n, m):
+def test_bench_decode(benchmark, record_benchmark, impl, size):
+    n, m = size
     codes = cpu.batch_topk_select(pre_activations(n, m), n * K)
     W_dec = torch.randn(m, D_MODEL, generator=torch.Generator().manual_seed(1)) / m**0.5
     b_dec = torch.randn(D_MODEL, generator=torch.Generator().manual_seed(2))
@@ -114,21 +108,24 @@ def dense_dead_topk(pre: torch.Tensor, dead: torch.Tensor, k: int) -> torch.Tens
     return dense_topk(pre * dead, k)
 
 
+@pytest.mark.sizes(SIZES[-1:])
 @pytest.mark.parametrize("dead_fraction", DEAD_FRACTIONS, ids=[f"dead{f}" for f in DEAD_FRACTIONS])
 @pytest.mark.parametrize("impl", ["torch_masked_topk_dense", "cpp_subset_topk_select"])
-def test_bench_aux_select(benchmark, record_benchmark, impl, dead_fraction):
-    n, m = SIZES[-1]
+def test_bench_aux_select(benchmark, record_benchmark, impl, dead_fraction, size):
+    n, m = size
+    aux_k = min(AUX_K, int(m * dead_fraction))  # small --bench-sizes have fewer dead latents than AUX_K
     pre = pre_activations(n, m)
     dead = torch.zeros(m, dtype=torch.bool)
     dead[torch.randperm(m, generator=torch.Generator().manual_seed(3))[: int(m * dead_fraction)]] = True
     latents = dead.nonzero().flatten()
+    kept = int((pre[:, dead] > 0).sum(1).clamp(max=aux_k).sum())  # n * aux_k unless a token has fewer positives
     benchmark.group = f"aux select n={n} m={m} dead={dead_fraction}"
     if impl == "torch_masked_topk_dense":
-        out = run(benchmark, dense_dead_topk, pre, dead, AUX_K)
-        assert int((out > 0).sum()) == n * AUX_K
+        out = run(benchmark, dense_dead_topk, pre, dead, aux_k)
+        assert int((out > 0).sum()) == kept
     else:
-        codes = run(benchmark, cpu.subset_topk_select, pre, latents, AUX_K)
-        assert codes.nnz == n * AUX_K
-    record_benchmark(benchmark, file="cpu_ops", case=f"aux select n={n} m={m} dead={dead_fraction} aux_k={AUX_K}",
+        codes = run(benchmark, cpu.subset_topk_select, pre, latents, aux_k)
+        assert codes.nnz == kept
+    record_benchmark(benchmark, file="cpu_ops", case=f"aux select n={n} m={m} dead={dead_fraction} aux_k={aux_k}",
                      impl=impl, baseline=impl == "torch_masked_topk_dense", tokens=n, op="subset_topk_select",
-                     n=n, m=m, aux_k=AUX_K, dead_fraction=dead_fraction)
+                     n=n, m=m, aux_k=aux_k, dead_fraction=dead_fraction)

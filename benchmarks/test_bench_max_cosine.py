@@ -2,8 +2,9 @@
 
 The baseline is what one writes by hand: normalise, then for chunks of queries form the full
 ``[chunk, m0]`` product with torch and take ``max``. Run with
-``.venv/bin/python -m pytest benchmarks/test_bench_max_cosine.py -q``; results go to
-``benchmarks/results/max_cosine.{json,md}`` (atomic writes, see conftest.py).
+``.venv/bin/python -m pytest benchmarks/test_bench_max_cosine.py -q`` (``--bench-sizes 3072x1536x768``
+for other m1 x m0 x d shapes); results go to ``benchmarks/results/local/max_cosine.{json,md}``, or with
+``--update-results`` to ``benchmarks/results/`` (atomic writes, see conftest.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 
 from sae_fast.similarity import max_cosine_similarity, normalize_rows
 
-SHAPES = [(3072, 1536, 768), (12288, 6144, 768), (24576, 12288, 768)]
+SHAPES = [(3072, 1536, 768), (12288, 6144, 768), (24576, 12288, 768)]  # (queries m1, keys m0, d)
+CUDA_SHAPES = [(24576, 12288, 768), (98304, 49152, 768)]
 
 
 def _dense_chunked(q, k, chunk=4096):
@@ -37,10 +39,10 @@ def _record(record_benchmark, benchmark, impl, shape, **extra):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.sizes(SHAPES)
 @pytest.mark.parametrize("impl", ["blocked", "dense_chunked"])
-def test_bench_cpu(benchmark, record_benchmark, impl, shape):
-    m1, m0, d = shape
+def test_bench_cpu(benchmark, record_benchmark, impl, size):
+    m1, m0, d = shape = size
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(m1, d, generator=g), torch.randn(m0, d, generator=g)
     fn = (lambda: max_cosine_similarity(q, k, backend="blocked")) if impl == "blocked" else (lambda: _dense_chunked(q, k))
@@ -53,10 +55,10 @@ def test_bench_cpu(benchmark, record_benchmark, impl, shape):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("shape", [(24576, 12288, 768), (98304, 49152, 768)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.sizes(CUDA_SHAPES)
 @pytest.mark.parametrize("impl", ["triton_tf32", "triton_bf16", "triton_exact", "cublas_chunked"])
-def test_bench_cuda(benchmark, record_benchmark, impl, shape):
-    m1, m0, d = shape
+def test_bench_cuda(benchmark, record_benchmark, impl, size):
+    m1, m0, d = shape = size
     q, k = torch.randn(m1, d, device="cuda"), torch.randn(m0, d, device="cuda")
     if impl == "triton_bf16":
         q, k = q.bfloat16(), k.bfloat16()

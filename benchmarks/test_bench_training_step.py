@@ -1,8 +1,8 @@
 """One full BatchTopK training step — forward, aux loss, backward, Adam, decoder renorm — fused vs dense.
 
-Baseline ("dense_peer"): what SAELens / dictionary_learning style code does: dense encoder,
-``torch.topk`` over the flattened ``n * d_sae`` batch, scatter into dense codes, dense decode,
-aux top-k over the dead-masked dense pre-activations, and dense autograd for every gradient.
+Baseline ("dense_peer", ``benchmarks/dense_peer.py``, which the tests share): what SAELens / dictionary_learning
+style code does: dense encoder, ``torch.topk`` over the flattened ``n * d_sae`` batch, scatter into dense codes,
+dense decode, aux top-k over the dead-masked dense pre-activations, and dense autograd for every gradient.
 Candidate ("sae_fast"): ``BatchTopKSAE(backend="auto")``: the C++ ops on CPU, Triton on CUDA; only
 the encoder product is dense.
 
@@ -11,13 +11,15 @@ Peak memory: CUDA max_memory_allocated, or on CPU the process's peak RSS (VmHWM,
 step via /proc/self/clear_refs), minus the RSS before the step.
 
 Run: ``.venv/bin/python -m pytest benchmarks/test_bench_training_step.py -q`` (CPU: ~5 min);
-``BENCH_PAPER_SIZES=1`` adds the paper's full grid on a GPU. Results: benchmarks/results/training_step.*
+``--bench-sizes 1024x3072`` times other (tokens x latents) sizes; ``BENCH_PAPER_SIZES=1`` adds the paper's
+k values on a GPU. Results: benchmarks/results/local/training_step.* (``--update-results``: benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import os
 
+import dense_peer
 import pytest
 import torch
 
@@ -50,30 +52,8 @@ def _mark_dead(sae: BatchTopKSAE) -> None:
 
 
 def dense_peer_step(sae: BatchTopKSAE, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> None:
-    """The dense path peers use, written as they write it (not sae_fast's code)."""
-    n = x.shape[0]
-    pre = torch.relu((x - sae.b_dec) @ sae.W_enc + sae.b_enc)
-    top = torch.topk(pre.reshape(-1), n * sae.k, sorted=False)
-    f = torch.zeros_like(pre).reshape(-1).scatter(0, top.indices, top.values).reshape(pre.shape)
-    x_hat = f @ sae.W_dec + sae.b_dec
-    finish_dense_peer_step(sae, optimizer, x, pre, f, x_hat, (x_hat - x).pow(2).mean())
-
-
-def finish_dense_peer_step(sae, optimizer, x, pre, f, x_hat, reconstruction_loss) -> None:
-    """The peers' aux loss (dense masks), backward, Adam and dead-latent counters, after their decode."""
-    n = x.shape[0]
-    dead = sae.dead_latent_mask()
-    aux_top = torch.topk(pre * dead, min(sae.aux_k, int(dead.sum())), dim=1, sorted=False)
-    f_aux = torch.zeros_like(pre).scatter(1, aux_top.indices, aux_top.values)
-    aux = (f_aux @ sae.W_dec - (x - x_hat).detach()).pow(2).mean() / 32
-    (reconstruction_loss + aux).backward()
-    sae.remove_parallel_decoder_grad_()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    sae.normalize_decoder_()
-    with torch.no_grad():
-        sae.tokens_since_fired += n
-        sae.tokens_since_fired[(f > 0).any(0)] = 0
+    """The peers' dense step (:mod:`dense_peer`), with the same latents kept dead as in ``sae_fast_step``."""
+    dense_peer.dense_peer_step(sae, optimizer, x)
     _mark_dead(sae)
 
 
@@ -125,9 +105,10 @@ def _synchronized(step):
 
 
 @pytest.mark.parametrize("k", K_VALUES, ids=[f"k{k}" for k in K_VALUES])
-@pytest.mark.parametrize("n, m", SIZES, ids=[f"n{n}-m{m}" for n, m in SIZES])
+@pytest.mark.sizes(SIZES)
 @pytest.mark.parametrize("impl", ["dense_peer", "sae_fast"])
-def test_bench_training_step(benchmark, record_benchmark, impl, n, m, k):
+def test_bench_training_step(benchmark, record_benchmark, impl, size, k):
+    n, m = size
     torch.manual_seed(0)
     sae = _make_sae(m, k)
     _mark_dead(sae)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -116,7 +117,7 @@ def main() -> None:
         load_model,
         resid_hook_name,
     )
-    from sae_fast.evaluation import evaluate
+    from sae_fast.evaluation import EvalConfig, evaluate
     from sae_fast.training import ShuffledBatches, TrainConfig, Trainer
 
     out = Path(args.out)
@@ -150,12 +151,13 @@ def main() -> None:
             if isinstance(sae, BatchTopKSAE):
                 calibration = ShuffledBatches(train_rows, args.batch_size, seed=args.seed + 1, epochs=1)
                 sae.recalibrate_threshold(batch for _, batch in zip(range(8), calibration))
-    results, reference = {}, None
+    results = {}
+    eval_config = EvalConfig(model=model, tokens=heldout_tokens[: args.ce_sequences], hook_name=hook,
+                             first_position=reader.first_position, ce_batch_size=4)
     for name, sae in saes.items():
-        evaluation = evaluate(sae, heldout_rows, model=model, tokens=heldout_tokens[: args.ce_sequences],
-                              hook_name=hook, first_position=reader.first_position, ce_batch_size=4,
-                              reference_losses=reference)
-        reference = reference or evaluation
+        evaluation = evaluate(sae, heldout_rows, eval_config)
+        if eval_config.reference_losses is None:  # the SAE-independent losses, measured once
+            eval_config = replace(eval_config, reference_losses=evaluation)
         results[name] = {**evaluation.to_dict(), "k": getattr(sae, "k", None)}
         print(f"{name:>28}: NMSE {evaluation.nmse:.4f} L0 {evaluation.mean_l0:7.2f} "
               f"CE degradation {evaluation.ce_degradation:.4f} dead {evaluation.dead_fraction:.1%}")

@@ -102,8 +102,8 @@ def main() -> None:
         sae, references, reader, tokenizer = train_saes_on_smollm2(args, out)
 
     n_meta = args.meta_latents or max(args.meta_k, round(sae.d_sae * 2304 / 49152))
-    config = MetaSAEConfig(n_meta_latents=n_meta, k=args.meta_k, epochs=args.meta_epochs, lr=args.meta_lr,
-                           seed=args.seed, device=args.device)
+    config = MetaSAEConfig(n_meta_latents=n_meta, k=args.meta_k, epochs=args.meta_epochs,
+                           train={"lr": args.meta_lr, "seed": args.seed, "device": args.device})
     meta = train_meta_sae(sae, config)
     report = {"meta_sae": meta.summary(), "config": config.to_dict(), "decomposed_sae": sae.config_dict()}
     print(f"meta-SAE {sae.d_sae} -> {n_meta} meta-latents, k={args.meta_k}: "

@@ -34,8 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = SyntheticBenchmarkConfig(
-        world=CompositionalConfig(d=args.d), sizes=tuple(args.sizes), ks=tuple(args.ks), n_tokens=args.tokens,
-        meta_epochs=args.meta_epochs, seed=args.seed, progress=True,
+        world=CompositionalConfig(d=args.d), sizes=tuple(args.sizes), ks=tuple(args.ks), meta_epochs=args.meta_epochs,
+        train={"total_tokens": args.tokens, "seed": args.seed, "progress": True},
     )
     report = run_synthetic_benchmark(config)
     out = Path(args.out)

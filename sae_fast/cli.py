@@ -19,45 +19,23 @@ onto :class:`~sae_fast.training.TrainConfig`, with the field documentation as ``
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
 import json
 import os
 import re
 import sys
-import textwrap
 import types
 import typing
 from pathlib import Path
 from typing import Any
+
+from sae_fast.config_fields import field_help
 
 TINY_MODEL = "tiny-random"
 NO_RECIPE = "none"
 
 
 # ---------------------------------------------------------------------------- dataclass <-> argparse
-def field_help(cls: type) -> dict[str, str]:
-    """Per-field documentation: attribute docstrings, else a Google-style ``Attributes:`` section."""
-    helps: dict[str, str] = {}
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-        body = tree.body[0].body
-        for node, following in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
-                    and isinstance(following.value.value, str)):
-                helps[node.target.id] = " ".join(following.value.value.split())
-    except (OSError, TypeError, SyntaxError):
-        pass
-    doc = inspect.getdoc(cls) or ""
-    if "Attributes:" in doc:
-        section = doc.split("Attributes:", 1)[1]
-        for match in re.finditer(r"^\s{4}(\w+): (.*?)(?=^\s{4}\w+: |\Z)", section, re.M | re.S):
-            helps.setdefault(match.group(1), " ".join(match.group(2).split()))
-    return helps
-
-
 def _optional_int(text: str) -> int | None:
     return None if text.lower() in ("none", "null", "") else int(text)
 
@@ -66,29 +44,54 @@ def _optional_str(text: str) -> str | None:
     return None if text.lower() in ("none", "null", "") else text
 
 
+def _nested_dataclass(hint: Any) -> type | None:
+    """The dataclass a field nests (e.g. ``MetaSAEConfig.train``); its fields get flags of their own."""
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
 def add_dataclass_arguments(
     parser: argparse.ArgumentParser, cls: type, *, prefix: str = "", skip: tuple[str, ...] = (),
-    defaults: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None, title: str | None = None, description: str | None = None,
 ) -> None:
-    """One ``--{prefix}{field-name}`` flag per field of ``cls`` (dest ``{prefix}{field_name}``)."""
+    """One ``--{prefix}{field-name}`` flag per field of ``cls`` (dest ``{prefix}{field_name}``).
+
+    The help is the field's documentation (:func:`~sae_fast.config_fields.field_help`). A field that
+    nests a dataclass contributes that dataclass's fields as flags of the same level (in a group of their
+    own, described by the nesting field's documentation), with the nested default's values as their
+    defaults; ``skip`` and ``defaults`` name fields at either level.
+    """
     hints = typing.get_type_hints(cls)
     helps = field_help(cls)
-    group = parser.add_argument_group(f"{cls.__name__} (one flag per field)")
+    group = parser.add_argument_group(title or f"{cls.__name__} (one flag per field)", description)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         hint = hints[f.name]
-        default = (defaults or {}).get(f.name, f.default)
-        if default is dataclasses.MISSING:
+        default = (defaults or {}).get(f.name, _field_default(f))
+        nested = _nested_dataclass(hint)
+        if nested is not None:
+            inner = {g.name: getattr(default, g.name) for g in dataclasses.fields(nested)}
+            add_dataclass_arguments(parser, nested, prefix=prefix, skip=skip, defaults={**inner, **(defaults or {})},
+                                    title=f"{cls.__name__}.{f.name}: a {nested.__name__}", description=helps[f.name])
+            continue
+        if f.default is dataclasses.MISSING:
             continue  # dict/factory fields (metadata) have no flag
         flag = "--" + (prefix + f.name).replace("_", "-")
         dest = (prefix + f.name).replace("-", "_")
-        text = f"{helps.get(f.name, '')} (default: {default})"
+        text = f"{helps[f.name]} (default: {default})"
         args = typing.get_args(hint)
         optional = isinstance(hint, types.UnionType) and type(None) in args
         base = next((a for a in args if a is not type(None)), hint) if optional else hint
         if base is bool:
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=text)
+        elif typing.get_origin(base) is typing.Literal:
+            group.add_argument(flag, dest=dest, choices=typing.get_args(base), default=default, help=text)
         elif typing.get_origin(base) is tuple:
             group.add_argument(flag, dest=dest, type=float, nargs=len(typing.get_args(base)), default=default,
                                metavar="X", help=text)
@@ -97,14 +100,30 @@ def add_dataclass_arguments(
             group.add_argument(flag, dest=dest, type=kind, default=default, help=text)
 
 
-def dataclass_from_args(cls: type, args: argparse.Namespace, *, prefix: str = "", **overrides: Any) -> Any:
-    """Build ``cls`` from the flags :func:`add_dataclass_arguments` added (plus ``overrides``)."""
+def _flag_values(cls: type, args: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    """``{field: value}`` of the fields of ``cls`` that have a flag in ``args`` (lists made tuples)."""
     values = {}
     for f in dataclasses.fields(cls):
         dest = (prefix + f.name).replace("-", "_")
         if hasattr(args, dest):
             value = getattr(args, dest)
             values[f.name] = tuple(value) if isinstance(value, list) else value
+    return values
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, *, prefix: str = "", **overrides: Any) -> Any:
+    """Build ``cls`` from the flags :func:`add_dataclass_arguments` added (plus ``overrides``).
+
+    A nested dataclass is its default with the flags that were added for it applied.
+    """
+    hints = typing.get_type_hints(cls)
+    values = _flag_values(cls, args, prefix)
+    for f in dataclasses.fields(cls):
+        nested = _nested_dataclass(hints[f.name])
+        if nested is not None and f.name not in overrides:
+            default, found = _field_default(f), _flag_values(nested, args, prefix)
+            fresh = default is dataclasses.MISSING
+            values[f.name] = nested(**found) if fresh else dataclasses.replace(default, **found)
     values.update(overrides)
     return cls(**values)
 
@@ -296,7 +315,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from sae_fast.activations import ActivationCacheReader
     from sae_fast.activations.cache_format import manifest_field, read_manifest
-    from sae_fast.evaluation import evaluate
+    from sae_fast.evaluation import EvalConfig, evaluate
     from sae_fast.io import load_pretrained
 
     split = args.split
@@ -311,16 +330,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _warn(f"--split {split} evaluates on training rows: the numbers flatter SAEs trained on this cache")
     reader = ActivationCacheReader(args.cache, split=split, max_norm_ratio=args.max_norm_ratio)
     rows = reader.kept_activations(args.max_rows)
-    model = tokens = hook = None
+    config = EvalConfig(batch_size=args.batch_size, first_position=reader.first_position, progress=args.progress)
     if args.ce_sequences:
-        model = load_model_by_name(args.model or reader.model_source, args.device)
-        tokens = torch.from_numpy(reader.tokens[: args.ce_sequences].astype("int64"))
-        hook = reader.hook_name
+        config = dataclasses.replace(
+            config, model=load_model_by_name(args.model or reader.model_source, args.device),
+            tokens=torch.from_numpy(reader.tokens[: args.ce_sequences].astype("int64")), hook_name=reader.hook_name,
+        )
     results = {}
     for path in args.sae:
         sae = load_pretrained(path, device=args.device)
-        result = evaluate(sae, rows, model=model, tokens=tokens, hook_name=hook, batch_size=args.batch_size,
-                          first_position=reader.first_position, progress=args.progress)
+        result = evaluate(sae, rows, config)
         results[path] = {**result.to_dict(), "split": reader.split, "sink_filter": reader.sink_filter_stats()}
         print(f"{path}: NMSE={result.nmse:.4f} FVE={result.fraction_variance_explained:.4f} "
               f"L0={result.mean_l0:.2f} dead={result.dead_fraction:.3%}"

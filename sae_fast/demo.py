@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -68,7 +69,7 @@ def run_smollm2(args: argparse.Namespace) -> Path:
     """The real demo (see the module docstring); returns the report path."""
     from sae_fast.sae import TopKSAE
     from sae_fast.activations import ActivationConfig, OfflineProse, extract_activations, load_model, resid_hook_name
-    from sae_fast.evaluation import evaluate
+    from sae_fast.evaluation import EvalConfig, evaluate
     from sae_fast.io import save_pretrained
     from sae_fast.report import write_report
     from sae_fast.training import ShuffledBatches, TrainConfig, Trainer
@@ -129,11 +130,12 @@ def run_smollm2(args: argparse.Namespace) -> Path:
     print(f"[4/5] evaluating on {heldout_rows.shape[0]} held-out tokens; CE on {args.ce_sequences} held-out sequences")
     t0 = time.perf_counter()
     results = {}
+    eval_config = EvalConfig(model=model, tokens=heldout_tokens[: args.ce_sequences], hook_name=hook,
+                             first_position=first_position, ce_batch_size=4, progress=True)
     for name, sae in saes.items():
+        results[name] = evaluate(sae, heldout_rows, eval_config)
         # The clean / zero / mean-ablation losses do not depend on the SAE: measure them once.
-        results[name] = evaluate(sae, heldout_rows, model=model, tokens=heldout_tokens[: args.ce_sequences],
-                                 hook_name=hook, first_position=first_position, ce_batch_size=4,
-                                 reference_losses=next(iter(results.values()), None), progress=True)
+        eval_config = replace(eval_config, reference_losses=results[name])
     timings["evaluate"] = time.perf_counter() - t0
 
     norms = torch.from_numpy(heldout_rows.astype("float32")).norm(dim=1)

@@ -10,7 +10,14 @@ import pytest
 
 from sae_fast.activations import ActivationCacheReader, ActivationConfig
 from sae_fast.cli import build_parser, build_saes, dataclass_from_args, main, parse_args, parse_sae_spec
+from sae_fast.config_fields import field_help
+from sae_fast.evaluation import EvalConfig
 from sae_fast.io import load_pretrained
+from sae_fast.meta import MetaSAEConfig
+from sae_fast.meta.config import PAPER_META_BATCH_SIZE, PAPER_META_EPOCHS
+from sae_fast.reproduce.config import ReproduceConfig
+from sae_fast.stitching import StitchingConfig
+from sae_fast.synthetic import CompositionalConfig, SyntheticBenchmarkConfig
 from sae_fast.training import TrainConfig, load_checkpoint
 
 
@@ -38,6 +45,31 @@ def test_train_flags_are_one_to_one_with_train_config(capsys):
     args = build_parser().parse_args(["train", "--cache", "c", "--sae", "a=topk:d_sae=8,k=2", "--out", "o",
                                       "--lr", "1e-3", "--betas", "0.8", "0.9", "--no-progress", "--total-tokens", "none"])
     assert (args.lr, args.betas, args.progress, args.total_tokens) == (1e-3, [0.8, 0.9], False, None)
+
+
+CONFIGS = [TrainConfig, ActivationConfig, MetaSAEConfig, StitchingConfig, ReproduceConfig, SyntheticBenchmarkConfig,
+           CompositionalConfig, EvalConfig]
+
+
+@pytest.mark.parametrize("cls", CONFIGS, ids=lambda cls: cls.__name__)
+def test_every_config_field_is_documented(cls):
+    undocumented = [name for name, text in field_help(cls).items() if not text]
+    assert undocumented == [], f"{cls.__name__} fields without documented(..., help): {undocumented}"
+
+
+def test_meta_flags_build_the_nested_train_config(capsys):
+    with pytest.raises(SystemExit):
+        main(["meta", "--help"])
+    text = capsys.readouterr().out
+    assert "MetaSAEConfig.train: a TrainConfig" in text and "decoder rows per step" in text
+    assert "--total-tokens" not in text and "--resume" not in text  # set by the workflow, not flags
+    args = build_parser().parse_args(["meta", "--sae", "s", "--out", "o", "--lr", "0.01", "--k", "2", "--no-progress",
+                                      "--betas", "0.8", "0.9"])
+    config = dataclass_from_args(MetaSAEConfig, args, n_meta_latents=8)
+    assert (config.n_meta_latents, config.k, config.epochs) == (8, 2, PAPER_META_EPOCHS)
+    assert (config.train.lr, config.train.betas, config.train.progress) == (0.01, (0.8, 0.9), False)
+    # the fields without flags keep the meta-SAE's defaults, not TrainConfig's
+    assert config.train.total_tokens is None and config.train.batch_size == PAPER_META_BATCH_SIZE
 
 
 def test_sae_spec_parsing():

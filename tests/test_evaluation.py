@@ -12,7 +12,7 @@ import torch
 from sae_fast import BatchTopKSAE, TopKSAE
 from sae_fast.activations import activation_rows, tiny_random_model
 from sae_fast.activations.ce_loss import next_token_loss
-from sae_fast.evaluation import evaluate
+from sae_fast.evaluation import EvalConfig, evaluate
 
 
 def trained_ish_topk(d_in: int = 12, d_sae: int = 40, k: int = 3) -> TopKSAE:
@@ -115,6 +115,25 @@ def test_invalid_arguments():
         evaluate(sae, torch.randn(0, 12))
     with pytest.raises(TypeError, match="SparseAutoencoder"):
         evaluate("sae", torch.randn(10, 12))
+
+
+def test_config_and_keywords_are_one_evaluation():
+    sae = trained_ish_topk()
+    x = torch.randn(300, 12)
+    by_config = evaluate(sae, x, EvalConfig(batch_size=7))
+    by_keyword = evaluate(sae, x, batch_size=7)
+    assert by_config.to_dict() == by_keyword.to_dict()
+    # keywords replace the fields of a given config and keep the others
+    merged = EvalConfig.from_keywords(EvalConfig(batch_size=7, progress=True), {"batch_size": 9})
+    assert merged == EvalConfig(batch_size=9, progress=True)
+    with pytest.raises(TypeError, match="unknown keyword.*batch_size"):
+        evaluate(sae, x, batchsize=7)
+    with pytest.raises(TypeError, match="EvalConfig"):
+        evaluate(sae, x, {"batch_size": 7})
+    with pytest.raises(ValueError, match="batch_size"):
+        EvalConfig(batch_size=0)
+    with pytest.raises(ValueError, match="integer tensor"):
+        EvalConfig(model=object(), tokens=torch.randn(2, 5), hook_name="h")
 
 
 def test_reference_losses_are_reused():

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from dense_peer import dense_batch_topk_codes, dense_prefix_mses
 
 import sae_fast
 from sae_fast import BatchTopKSAE, MatryoshkaBatchTopKSAE
@@ -38,15 +39,13 @@ def test_loss_is_the_sum_of_prefix_mses_computed_by_hand(backend, normalize):
         tokens = out.target
         if normalize == "none":
             assert torch.equal(tokens, x.reshape(-1, 16))
-        pre = torch.relu((tokens - sae.b_dec) @ sae.W_enc + sae.b_enc)
-        kept = torch.zeros(pre.numel(), dtype=torch.bool)
-        kept[pre.flatten().topk(20 * 3).indices] = True
-        f = pre * kept.reshape(pre.shape)
-        prefix_mses = torch.stack([((f[:, :w] @ sae.W_dec[:w] + sae.b_dec - tokens) ** 2).mean() for w in WIDTHS])
+        _, f = dense_batch_topk_codes(sae, tokens)
+        x_hat, prefix_mses = dense_prefix_mses(sae, tokens, f)
+        prefix_mses = torch.stack(prefix_mses)
     torch.testing.assert_close(out.nested_mse, prefix_mses)
     torch.testing.assert_close(out.loss, prefix_mses.sum())  # nothing is dead yet: no aux term
     torch.testing.assert_close(out.mse, prefix_mses[-1])
-    torch.testing.assert_close(out.x_hat, f @ sae.W_dec + sae.b_dec)
+    torch.testing.assert_close(out.x_hat, x_hat)
 
 
 def _nested_case(seed: int, dtype=torch.float32):

@@ -16,9 +16,11 @@ from sae_fast.meta import (
     meta_latent_cards,
     rows_to_decompose,
     train_meta_sae,
+    trainer_config,
     write_context_page,
 )
 from sae_fast.sparse_codes import SparseCodes
+from sae_fast.training import TrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -42,9 +44,26 @@ def _composed_decoder(n_atoms=6, d=12, seed=0):
 def tiny_meta():
     torch.set_num_threads(1)
     atoms, rows = _composed_decoder()
-    config = MetaSAEConfig(n_meta_latents=6, k=2, epochs=600, batch_size=21, lr=1e-2, progress=False,
-                           backend="torch", learn_decoder_bias=False, seed=4)
+    config = MetaSAEConfig(n_meta_latents=6, k=2, epochs=600, backend="torch", learn_decoder_bias=False,
+                           train={"batch_size": 21, "lr": 1e-2, "progress": False, "seed": 4})
     return atoms, rows, config, train_meta_sae(rows, config)
+
+
+def test_meta_config_nests_train_config_with_the_papers_meta_defaults():
+    config = MetaSAEConfig(k=2, train={"lr": 1e-3})
+    assert config.train.lr == 1e-3 and config.train.batch_size == 4096 and config.train.total_tokens is None
+    assert MetaSAEConfig().train.lr == 1e-4  # the paper's meta-SAE rate, not TrainConfig's 3e-4
+    own = TrainConfig(lr=5e-4)
+    assert MetaSAEConfig(train=own).train is own
+    assert MetaSAEConfig().to_dict()["train"]["lr"] == 1e-4
+    with pytest.raises(TypeError, match="MetaSAEConfig.train"):
+        MetaSAEConfig(train=0.1)
+    with pytest.raises(TypeError):
+        MetaSAEConfig(lr=1e-3)  # the optimiser lives in train now
+    settings = trainer_config(MetaSAEConfig(n_meta_latents=4, k=1, learn_decoder_bias=False,
+                                            train={"batch_size": 64, "total_tokens": 5}), n_rows=10)
+    assert settings.batch_size == 10 and settings.total_tokens is None and not settings.init_b_dec_from_data
+    assert settings.extra["workflow"] == "meta_sae"
 
 
 def test_rows_to_decompose_normalised_and_validated():

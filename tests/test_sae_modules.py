@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from dense_peer import dense_aux_loss, dense_peer_loss
 
 import sae_fast
 from sae_fast import BatchTopKSAE, JumpReLUSAE, ReLUSAE, TopKSAE
@@ -109,14 +110,30 @@ def test_aux_loss_only_with_dead_latents_and_counted_once():
     out = sae.training_loss(x)
     assert out.aux_loss > 0
     assert torch.isclose(out.loss, out.mse + out.aux_loss)
-    # reproduce by hand: residual from the top-4 dead pre-activations, no decoder bias
-    pre = sae.pre_activations(x).detach()
-    dead_pre = pre * sae.dead_latent_mask()
-    top = torch.topk(dead_pre, 4, dim=1)
-    f_aux = torch.zeros_like(pre).scatter(1, top.indices, top.values)
-    residual = x - out.x_hat.detach()
-    expected = (f_aux @ sae.W_dec.detach() - residual).pow(2).mean() / 32
+    # the peers' dense aux loss: residual from the top-4 dead pre-activations, no decoder bias
+    expected = dense_aux_loss(sae, x, sae.pre_activations(x).detach(), out.x_hat.detach())
     assert torch.isclose(out.aux_loss, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+@pytest.mark.parametrize("matryoshka", [False, True])
+def test_training_loss_and_gradients_equal_the_dense_peer_step(backend, matryoshka):
+    kw = dict(k=3, aux_k=5, dead_tokens_threshold=5, backend=backend)
+    sae = (sae_fast.MatryoshkaBatchTopKSAE(D_IN, D_SAE, matryoshka_widths=[8, D_SAE], seed=0, **kw) if matryoshka
+           else make(BatchTopKSAE, **kw))
+    sae.tokens_since_fired[::3] = 10  # a third of the latents dead, so the aux term counts
+    x = torch.randn(24, D_IN)
+    peer_loss, peer_codes = dense_peer_loss(sae, x)  # first: it leaves the dead-latent counters alone
+    peer_loss.backward()
+    peer_grads = {name: p.grad.clone() for name, p in sae.named_parameters()}
+    sae.zero_grad()
+    ours = sae.training_loss(x)
+    ours.loss.backward()
+    assert ours.aux_loss > 0
+    torch.testing.assert_close(ours.loss.detach(), peer_loss.detach())
+    assert torch.equal(ours.codes.to_dense() > 0, peer_codes > 0)
+    for name, p in sae.named_parameters():
+        torch.testing.assert_close(p.grad, peer_grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_dead_latent_counters_count_tokens():

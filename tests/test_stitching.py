@@ -28,6 +28,7 @@ from sae_fast.stitching import (
     novel_latent_mse,
     novelty_roc,
     r_squared,
+    reconstruction_fraction,
     reconstruction_fraction_matrix,
     reconstruction_stats,
     roc_curve,
@@ -323,3 +324,34 @@ def test_histogram_and_fraction_matrix():
     W0 = small.W_dec / small.W_dec.norm(dim=1, keepdim=True)
     W1 = large.W_dec / large.W_dec.norm(dim=1, keepdim=True)
     assert m.fraction[0, 2] == pytest.approx(float(((W0 @ W1.T).max(dim=1).values >= 0.7).double().mean()))
+
+
+def test_every_entry_point_takes_a_stitching_config():
+    small, large, x = _pair()
+    config = StitchingConfig(threshold=0.5, encode_batch_size=7, min_decoder_cos=0.3)
+    by_config = classify_latents(small, large, config)
+    assert by_config.threshold == 0.5
+    # a bare number is the threshold (what these functions took before), keywords replace config fields
+    assert torch.equal(classify_latents(small, large, 0.5).novel_mask, by_config.novel_mask)
+    assert torch.equal(classify_latents(small, large, threshold=0.5).novel_mask, by_config.novel_mask)
+    assert classify_latents(small, large, config, threshold=0.9).threshold == 0.9
+    assert reconstruction_fraction(large, small, config) == pytest.approx(1.0 - by_config.novel_fraction)
+    assert find_swap_groups(small, large, config).threshold == 0.5
+    assert max_cosine_histogram(small, large, config, bins=10).n_novel == int(by_config.novel_mask.sum())
+    assert reconstruction_fraction_matrix([small, large], None, config).threshold == 0.5
+    assert novel_latent_mse(small, large, x, config).threshold == 0.5
+    assert single_latent_insertion_effects(small, large, x, config).threshold == 0.5
+    assert activation_vs_decoder_similarity(small, large, x, config).min_decoder_cos == 0.3
+    path = interpolation_path(small, large, x, config)
+    assert path.n_novel == int(by_config.novel_mask.sum())
+    encoded = encode_eval_set(small, large, x, config)
+    same = encode_eval_set(small, large, x, 7)  # a bare number is the encoder batch size here
+    old_keyword = encode_eval_set(small, large, x, batch_size=7)
+    for other in (same, old_keyword):
+        assert torch.equal(other.large_codes.latent_indices, encoded.large_codes.latent_indices)
+    with pytest.raises(TypeError, match="unknown stitching keyword.*'treshold'"):
+        classify_latents(small, large, treshold=0.5)
+    with pytest.raises(TypeError, match="StitchingConfig"):
+        find_swap_groups(small, large, "0.5")
+    with pytest.raises(ValueError, match="cosine"):
+        classify_latents(small, large, 1.5)

@@ -119,8 +119,8 @@ def test_tiny_benchmark_runs_and_small_sae_learns_atoms():
     config = SyntheticBenchmarkConfig(
         world=CompositionalConfig(d=16, family_sizes=(3, 3), n_independent=2, family_probability=0.8,
                                   independent_probability=0.05),
-        sizes=(8, 16), ks=(2,), n_tokens=60_000, batch_size=256, lr=1e-2, eval_tokens=4000, meta_epochs=100,
-        meta_learn_decoder_bias=(False,), backend="torch",
+        sizes=(8, 16), ks=(2,), eval_tokens=4000, meta_epochs=100, meta_learn_decoder_bias=(False,), backend="torch",
+        train={"total_tokens": 60_000, "batch_size": 256, "lr": 1e-2},
     )
     report = run_synthetic_benchmark(config)
     assert [r["d_sae"] for r in report["sae"]] == [8, 16]

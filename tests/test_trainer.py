@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -33,6 +34,18 @@ def test_paper_defaults():
     config = TrainConfig()
     assert config.lr == 3e-4 and config.betas == (0.9, 0.99) and config.batch_size == 4096
     assert config.total_tokens == 1_000_000_000 and config.init_b_dec_from_data
+
+
+def test_validate_reports_without_changing_the_config():
+    config = TrainConfig(betas=[0.8, 0.9])
+    assert config.betas == (0.8, 0.9)  # construction normalises
+    config.betas = [0.5, 0.6]
+    before = dataclasses.asdict(config)
+    assert config.validate() is config
+    assert dataclasses.asdict(config) == before and config.betas == [0.5, 0.6]
+    config.betas = (0.5, 1.5)
+    with pytest.raises(ValueError, match="betas"):
+        config.validate()
 
 
 def test_loss_falls_for_several_saes_in_one_pass(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sae_fast.config_fields import documented
+
 CACHE_DTYPES = ("float16", "float32")
 AUTOCAST_MODES = ("none", "bfloat16")
 
@@ -22,48 +24,55 @@ def check_norm_ratio(value: object) -> None:
 
 @dataclass(frozen=True)
 class ActivationConfig:
-    """How activations are produced from text.
+    """How activations are produced from text."""
 
-    Attributes:
-        hook_name: where to read the model, e.g. ``blocks.15.hook_resid_post`` (see ``resid_hook_name``).
-        seq_len: tokens per sequence fed to the model.
-        first_position: positions ``< first_position`` of every sequence are dropped. Default 1 drops
-            position 0, whose residual norm in SmolLM2 is ~100x that of other positions (attention sink,
-            no BOS token); SAEs are trained and CE-evaluated on positions ``first_position:`` only.
-        prepend_bos: start every sequence with the BOS token (for models trained with one).
-        model_batch_size: sequences per forward pass.
-        batch_size: activation rows per yielded training batch.
-        shuffle_buffer_size: rows mixed before batches are drawn, so a batch mixes many sequences and
-            documents; 0 disables shuffling (rows come in sequence order). Must be 0 or >= 2 * batch_size.
-        seed: seeds the shuffle buffer; same seed, same text -> same batches.
-        max_tokens: stop after this many activation rows (None = until the text runs out). Required
-            for an on-disk cache, whose files are sized up front (rounded up to whole sequences).
-        cache_dtype: storage dtype of an on-disk cache, "float16" (half the disk) or "float32".
-        autocast: precision of the model's forward pass: "none" keeps float32; "bfloat16" runs it under
-            ``torch.autocast`` (relative error 0.007 on SmolLM2 at layer 15). Its speed depends on the
-            hardware: on this project's 2-core CPU bfloat16 extracted at 0.44x-0.55x the float32 rate (see the
-            README), so float32 is the default; try "bfloat16" on GPUs and CPUs with AMX.
-        heldout_fraction: share of a cache's sequences (the last ones, whole sequences) held out from
-            training for evaluation; ``ActivationCacheReader(split=...)`` picks the part to read.
-        max_norm_ratio: streams drop rows whose L2 norm exceeds this multiple of the median row norm
-            (attention-sink rows); the median is estimated from the first forward batch
-            (``model_batch_size`` sequences) and then kept fixed. None keeps every row. Caches store every
-            row with its norm; the filter is chosen when reading (``ActivationCacheReader(max_norm_ratio=)``).
-    """
-
-    hook_name: str = "blocks.15.hook_resid_post"
-    seq_len: int = 128
-    first_position: int = 1
-    prepend_bos: bool = False
-    model_batch_size: int = 16
-    batch_size: int = 4096
-    shuffle_buffer_size: int = 65536
-    seed: int = 0
-    max_tokens: int | None = None
-    cache_dtype: str = "float16"
-    autocast: str = "none"
-    heldout_fraction: float = 0.05
-    max_norm_ratio: float | None = None
+    hook_name: str = documented(
+        "blocks.15.hook_resid_post",
+        "Where to read the model, e.g. blocks.15.hook_resid_post (see resid_hook_name).",
+    )
+    seq_len: int = documented(128, "Tokens per sequence fed to the model.")
+    first_position: int = documented(
+        1,
+        "Positions < first_position of every sequence are dropped. Default 1 drops position 0, whose residual "
+        "norm in SmolLM2 is ~100x that of other positions (attention sink, no BOS token); SAEs are trained and "
+        "CE-evaluated on positions first_position: only.",
+    )
+    prepend_bos: bool = documented(False, "Start every sequence with the BOS token (for models trained with one).")
+    model_batch_size: int = documented(16, "Sequences per forward pass.")
+    batch_size: int = documented(4096, "Activation rows per yielded training batch.")
+    shuffle_buffer_size: int = documented(
+        65536,
+        "Rows mixed before batches are drawn, so a batch mixes many sequences and documents; 0 disables "
+        "shuffling (rows come in sequence order). Must be 0 or >= 2 * batch_size.",
+    )
+    seed: int = documented(0, "Seeds the shuffle buffer; same seed, same text -> same batches.")
+    max_tokens: int | None = documented(
+        None,
+        "Stop after this many activation rows (None = until the text runs out). Required for an on-disk "
+        "cache, whose files are sized up front (rounded up to whole sequences).",
+    )
+    cache_dtype: str = documented(
+        "float16", 'Storage dtype of an on-disk cache, "float16" (half the disk) or "float32".'
+    )
+    autocast: str = documented(
+        "none",
+        'Precision of the model\'s forward pass: "none" keeps float32; "bfloat16" runs it under torch.autocast '
+        "(relative error 0.007 on SmolLM2 at layer 15). Its speed depends on the hardware: on this project's "
+        "2-core CPU bfloat16 extracted at 0.44x-0.55x the float32 rate (see the README), so float32 is the "
+        'default; try "bfloat16" on GPUs and CPUs with AMX.',
+    )
+    heldout_fraction: float = documented(
+        0.05,
+        "Share of a cache's sequences (the last ones, whole sequences) held out from training for evaluation; "
+        "ActivationCacheReader(split=...) picks the part to read.",
+    )
+    max_norm_ratio: float | None = documented(
+        None,
+        "Streams drop rows whose L2 norm exceeds this multiple of the median row norm (attention-sink rows); "
+        "the median is estimated from the first forward batch (model_batch_size sequences) and then kept "
+        "fixed. None keeps every row. Caches store every row with its norm; the filter is chosen when reading "
+        "(ActivationCacheReader(max_norm_ratio=)).",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.hook_name, str) or not self.hook_name:

@@ -15,6 +15,10 @@ from pathlib import Path
 
 META_SAE_FOLDER = "meta_sae"
 META_RESULT = "meta_sae.json"
+WORKFLOW_SET_TRAIN_FIELDS = ("eps", "micro_batches", "total_tokens", "init_b_dec_from_data", "checkpoint_dir",
+                             "checkpoint_every", "resume", "log_jsonl", "tensorboard_dir", "wandb_project", "dtype")
+"""Fields of ``MetaSAEConfig.train`` with no ``meta`` flag: the workflow sets them, or this command writes
+no such file."""
 PAPER_LATENTS_PER_META_LATENT = 49152 / 2304
 """The paper decomposes 49,152 GPT-2 latents into 2,304 meta-latents; the default keeps that ratio."""
 
@@ -28,8 +32,7 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", action="append", default=[], metavar="DIR",
                         help="an SAE to compare the meta-latents with (repeatable; e.g. smaller SAEs of the family)")
     parser.add_argument("--examples", type=int, default=8, help="latents whose decomposition is recorded")
-    add_dataclass_arguments(parser, MetaSAEConfig, skip=("log_jsonl", "checkpoint_dir", "resume"),
-                            defaults={"n_meta_latents": None})
+    add_dataclass_arguments(parser, MetaSAEConfig, skip=WORKFLOW_SET_TRAIN_FIELDS, defaults={"n_meta_latents": None})
 
 
 def cmd_meta(args: argparse.Namespace) -> int:

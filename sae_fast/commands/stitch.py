@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,7 @@ def add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also draw the PNG figures (Figs. 4, 5, 10, 14, 16), each with its JSON")
     parser.add_argument("--device", default="cpu", help="device for the SAEs")
-    hints = typing.get_type_hints(StitchingConfig)
-    helps = {"novel_order": "order in which the interpolation path adds the novel latents",
-             "group_order": "order in which the interpolation path swaps the groups"}
-    for name, text in helps.items():  # Literal fields: add_dataclass_arguments gives them no flag
-        parser.add_argument("--" + name.replace("_", "-"), choices=typing.get_args(hints[name]),
-                            default=getattr(StitchingConfig, name), help=text + " (default: %(default)s)")
-    add_dataclass_arguments(parser, StitchingConfig, skip=("novel_order", "group_order", "block_size"))
+    add_dataclass_arguments(parser, StitchingConfig, skip=("block_size",))
 
 
 def stitching_report(
@@ -52,16 +45,16 @@ def stitching_report(
         novel_latent_mse, single_latent_insertion_effects,
     )
 
-    encoded = encode_eval_set(small, large, x, config.encode_batch_size)
-    classification = classify_latents(small, large, config.threshold, block_size=config.block_size)
-    groups = find_swap_groups(small, large, config.threshold, block_size=config.block_size)
+    encoded = encode_eval_set(small, large, x, config)
+    classification = classify_latents(small, large, config)
+    groups = find_swap_groups(small, large, config)
     path = interpolation_path(small, large, encoded, config, groups=groups)
-    effects = single_latent_insertion_effects(small, large, encoded, config.threshold)
+    effects = single_latent_insertion_effects(small, large, encoded, config)
     results = {
-        "histogram": max_cosine_histogram(small, large, config.threshold, bins=bins),
+        "histogram": max_cosine_histogram(small, large, config, bins=bins),
         "interpolation": path,
         "single_latent": effects,
-        "novel_latent_mse": novel_latent_mse(small, large, encoded, config.threshold),
+        "novel_latent_mse": novel_latent_mse(small, large, encoded, config),
     }
     added = [i for i, phase in enumerate(path.phase) if phase == "add_novel"]
     after_novel = path.mse[added[-1]] if added else path.small_mse

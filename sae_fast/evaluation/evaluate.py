@@ -1,4 +1,4 @@
-"""``evaluate(sae, activations, ...)``: every held-out metric of one SAE in one call."""
+"""``evaluate(sae, activations, config)``: every held-out metric of one SAE in one call."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sae_fast.evaluation.config import EvalConfig
 from sae_fast.evaluation.metrics import ReconstructionAccumulator
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.eval_mode import eval_mode
-from sae_fast.validation import check_positive_int
 
 
 @dataclass
@@ -124,47 +124,31 @@ def _ce_losses(
 def evaluate(
     sae: SparseAutoencoder,
     activations: Tensor | np.ndarray | Iterable[Tensor],
-    *,
-    model: Any = None,
-    tokens: Tensor | None = None,
-    hook_name: str | None = None,
-    batch_size: int = 4096,
-    ce_batch_size: int = 8,
-    first_position: int = 1,
-    mean_activation: Tensor | None = None,
-    reference_losses: EvalResult | dict[str, float] | None = None,
-    progress: bool = False,
+    config: EvalConfig | None = None,
+    **keywords: Any,
 ) -> EvalResult:
     """All held-out metrics of ``sae`` in eval mode (BatchTopK selects with its threshold theta).
 
     Args:
         activations: held-out ``[n_tokens, d_in]`` activations (tensor, numpy array or memmap), or
             an iterable of such batches.
-        model, tokens, hook_name: when all given, also the CE losses: clean, with the SAE's
-            reconstruction spliced in at ``hook_name`` (positions ``first_position:``), and with
-            zero- and mean-ablation there; ``tokens`` is ``[n_sequences, seq_len]``.
-        mean_activation: the ``[d_in]`` mean used for mean-ablation (default: the mean of
-            ``activations``; pass the training mean to ablate with it instead).
-        batch_size / ce_batch_size: tokens per SAE batch / sequences per model batch.
-        reference_losses: the SAE-independent CE losses (``ce_clean``, ``ce_zero_ablation``,
-            ``ce_mean_ablation``) from an earlier call on the same tokens (an EvalResult or a dict),
-            so comparing several SAEs runs those forward passes once.
+        config: batch sizes, progress, and for the CE losses the model, tokens and hook (see
+            :class:`~sae_fast.evaluation.EvalConfig`): clean, with the SAE's reconstruction spliced
+            in at ``hook_name`` (positions ``first_position:``), and with zero- and mean-ablation there.
+        keywords: EvalConfig fields that replace those of ``config``, a shorthand for one-off calls:
+            ``evaluate(sae, x, batch_size=1024)``.
 
     The SAE's train/eval mode is restored afterwards.
     """
     if not isinstance(sae, SparseAutoencoder):
         raise TypeError(f"sae must be a SparseAutoencoder, got {type(sae).__name__}")
-    check_positive_int(batch_size, "batch_size")
-    wants_ce = [model is not None, tokens is not None, hook_name is not None]
-    if any(wants_ce) and not all(wants_ce):
-        raise ValueError("CE evaluation needs model, tokens and hook_name together (or none of them)")
-    if tokens is not None and (not isinstance(tokens, Tensor) or tokens.dim() != 2 or tokens.dtype.is_floating_point):
-        raise ValueError("tokens must be an integer tensor [n_sequences, seq_len]")
+    config = EvalConfig.from_keywords(config, keywords)
+    batch_size = config.batch_size
     with eval_mode(sae):
         accumulator = ReconstructionAccumulator(sae)
         total = _batch_count(activations, batch_size)
         for batch in tqdm(_batches(activations, batch_size), desc="evaluate", unit="batch", total=total,
-                          disable=not progress):
+                          disable=not config.progress):
             if not isinstance(batch, Tensor):
                 raise TypeError(f"activation batches must be tensors, got {type(batch).__name__}")
             accumulator.add(batch)
@@ -178,19 +162,20 @@ def evaluate(
             mean_l0=accumulator.mean_l0(), l0_histogram=accumulator.l0_counts.tolist(), n_dead=n_dead,
             dead_fraction=n_dead / sae.d_sae, d_sae=sae.d_sae, architecture=sae.architecture,
         )
-        if all(wants_ce):
-            mean = accumulator.mean if mean_activation is None else mean_activation.double()
+        if config.wants_ce:
+            mean = accumulator.mean if config.mean_activation is None else config.mean_activation.double()
             if mean.shape != (sae.d_in,):
                 raise ValueError(f"mean_activation must have shape [{sae.d_in}], got {tuple(mean.shape)}")
             reference = None
+            reference_losses = config.reference_losses
             if reference_losses is not None:
                 source = reference_losses.to_dict() if isinstance(reference_losses, EvalResult) else reference_losses
                 missing = [key for key in REFERENCE_LOSSES if source.get(key) is None]
                 if missing:
                     raise ValueError(f"reference_losses lacks {missing}; pass an EvalResult computed with CE losses")
                 reference = {key: source[key] for key in REFERENCE_LOSSES}
-            losses = _ce_losses(sae, model, tokens, hook_name, mean.float(), first_position, ce_batch_size,
-                                progress, reference)
+            losses = _ce_losses(sae, config.model, config.tokens, config.hook_name, mean.float(),
+                                config.first_position, config.ce_batch_size, config.progress, reference)
             result.ce_clean = losses["ce_clean"]
             result.ce_sae = losses["ce_sae"]
             result.ce_zero_ablation = losses["ce_zero_ablation"]
@@ -198,5 +183,5 @@ def evaluate(
             result.ce_degradation = losses["ce_sae"] - losses["ce_clean"]
             result.ce_loss_recovered_zero = _recovered(losses["ce_zero_ablation"], losses["ce_sae"], losses["ce_clean"])
             result.ce_loss_recovered_mean = _recovered(losses["ce_mean_ablation"], losses["ce_sae"], losses["ce_clean"])
-            result.ce_sequences = int(tokens.shape[0])
+            result.ce_sequences = int(config.tokens.shape[0])
         return result

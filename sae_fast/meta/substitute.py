@@ -82,7 +82,7 @@ def with_frozen_decoder(meta_sae: BatchTopKSAE, directions: Tensor) -> BatchTopK
 
 
 def _retrain_encoder(sae: BatchTopKSAE, rows: Tensor, config: MetaSAEConfig, epochs: int, seed: int) -> float:
-    batches = decoder_row_batches(rows, config.batch_size, epochs, seed)
+    batches = decoder_row_batches(rows, config.train.batch_size, epochs, seed)
     settings = trainer_config(config, rows.shape[0], init_b_dec_from_data=False, checkpoint_dir=None,
                               resume=False, log_jsonl=None)
     Trainer({"encoder_only": sae}, settings).train(batches)
@@ -119,7 +119,7 @@ def decoder_substitution(
         "random": random_directions,
     }
     fve = {
-        name: _retrain_encoder(with_frozen_decoder(meta_sae, directions), rows, config, epochs, config.seed)
+        name: _retrain_encoder(with_frozen_decoder(meta_sae, directions), rows, config, epochs, config.train.seed)
         for name, directions in variants.items()
     }
     return SubstitutionResult(

@@ -7,7 +7,7 @@ the meta-SAE explains in eval mode (paper: 55.47% for 49,152 GPT-2 latents -> 2,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor
 
@@ -53,22 +53,20 @@ class MetaSAEResult:
 
 
 def trainer_config(config: MetaSAEConfig, n_rows: int, **overrides) -> TrainConfig:
-    """The :class:`TrainConfig` a meta-SAE run uses (epochs, not tokens, decide its length)."""
+    """``config.train`` as a meta-SAE run uses it: epochs, not tokens, decide its length."""
     settings = dict(
-        lr=config.lr, betas=config.betas, batch_size=min(config.batch_size, n_rows), total_tokens=None,
-        seed=config.seed, device=config.device, init_b_dec_from_data=config.learn_decoder_bias,
-        progress=config.progress, log_every=config.log_every,
-        log_jsonl=config.log_jsonl, checkpoint_dir=config.checkpoint_dir, resume=config.resume,
-        extra={"workflow": "meta_sae", "meta_config": config.to_dict()},
+        batch_size=min(config.train.batch_size, n_rows), total_tokens=None,
+        init_b_dec_from_data=config.learn_decoder_bias,
+        extra={**config.train.extra, "workflow": "meta_sae", "meta_config": config.to_dict()},
     )
     settings.update(overrides)
-    return TrainConfig(**settings)
+    return replace(config.train, **settings)
 
 
 def build_meta_sae(config: MetaSAEConfig, d_in: int, n_rows: int) -> BatchTopKSAE:
     """An untrained meta-SAE for ``n_rows`` rows of dimension ``d_in``."""
     meta_sae = BatchTopKSAE(
-        d_in, config.n_meta_latents, config.k, seed=config.seed + META_SEED_OFFSET, backend=config.backend,
+        d_in, config.n_meta_latents, config.k, seed=config.train.seed + META_SEED_OFFSET, backend=config.backend,
         dead_tokens_threshold=config.dead_after_epochs * n_rows, aux_coefficient=config.aux_coefficient,
         aux_k=min(512, config.n_meta_latents),
     )
@@ -84,7 +82,7 @@ def train_meta_sae(source: SparseAutoencoder | Tensor, config: MetaSAEConfig | N
         raise TypeError(f"config must be a MetaSAEConfig, got {type(config).__name__}")
     rows = rows_to_decompose(source, normalize=config.normalize_rows)
     meta_sae = build_meta_sae(config, rows.shape[1], rows.shape[0])
-    batches = decoder_row_batches(rows, config.batch_size, config.epochs, config.seed)
+    batches = decoder_row_batches(rows, config.train.batch_size, config.epochs, config.train.seed)
     training = Trainer({"meta_sae": meta_sae}, trainer_config(config, rows.shape[0])).train(batches)
     evaluation = evaluate(meta_sae, rows.to(meta_sae.device), batch_size=8192)
     return MetaSAEResult(meta_sae, rows, evaluation, training)

@@ -113,7 +113,9 @@ def stitching_analyses(config: ReproduceConfig, saes: dict[str, Any], x: torch.T
 def architecture_comparison(config: ReproduceConfig, saes: dict[str, Any], x: torch.Tensor, reader: Any,
                             out: Path) -> dict[str, Any]:
     """Section 6 (Figs. 7-9 at k=32): BatchTopK, TopK and JumpReLU of one size on held-out tokens, with CE."""
-    from sae_fast.evaluation import evaluate
+    from dataclasses import replace
+
+    from sae_fast.evaluation import EvalConfig, evaluate
     from sae_fast.report import _plot_l0_histograms
 
     n = family_names(config)
@@ -123,13 +125,14 @@ def architecture_comparison(config: ReproduceConfig, saes: dict[str, Any], x: to
 
         model = load_model_by_name(config.model, "cpu")
         tokens = torch.from_numpy(reader.tokens[: config.ce_sequences].astype("int64"))
-    results, reference = {}, None
+    eval_config = EvalConfig(model=model, tokens=tokens, hook_name=config.hook_name,
+                             first_position=reader.first_position) if model is not None else EvalConfig()
+    results = {}
     for label in ("medium", "topk", "jumprelu"):
         name = n[label]
-        kwargs = {"model": model, "tokens": tokens, "hook_name": config.hook_name,
-                  "first_position": reader.first_position} if model is not None else {}
-        result = evaluate(saes[name], x, reference_losses=reference, **kwargs)
-        reference = result if model is not None else None
+        result = evaluate(saes[name], x, eval_config)
+        if model is not None:  # the clean and ablated losses do not depend on the SAE: measure them once
+            eval_config = replace(eval_config, reference_losses=result)
         results[name] = result
     _plot_l0_histograms(results, out / "fig9_l0_histograms.png")
     return {name: {key: value for key, value in r.to_dict().items() if key != "l0_histogram"}
@@ -151,7 +154,7 @@ def meta_analyses(config: ReproduceConfig, saes: dict[str, Any], out: Path) -> d
     n = family_names(config)
     large = saes[n["large"]]
     meta_config = MetaSAEConfig(n_meta_latents=config.n_meta_latents, k=config.meta_k, epochs=config.meta_epochs,
-                                batch_size=large.d_sae, seed=config.seed, progress=config.progress)
+                                train={"batch_size": large.d_sae, "seed": config.seed, "progress": config.progress})
     result = train_meta_sae(large, meta_config)
     save_pretrained(result.meta_sae, out / "meta_sae")
     references = {f"SAE-{saes[n[key]].d_sae}": saes[n[key]] for key in ("small", "medium", "large")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sae_fast.config_fields import documented
 from sae_fast.training.config import PAPER_BATCH_SIZE
 from sae_fast.validation import check_positive_int
 
@@ -31,54 +32,72 @@ class ReproduceConfig:
     decides how long the SAEs train and where the convergence study looks at them.
     """
 
-    out: str = "outputs/reproduce"
-    """Output folder; a re-run reuses the cache and every milestone already finished there."""
-    model: str = "smollm2-135m-gguf"
-    """Model (the offline SmolLM2 GGUF by default; 'tiny-random' for tests)."""
-    texts: str = "offline-prose"
-    """Text source (see `sae-fast cache --help`)."""
-    hook_name: str = "blocks.15.hook_resid_post"
-    """Hook point: SmolLM2 has 30 layers, so layer 15 is the middle, as GPT-2's layer 8 of 12 is near it."""
-    seq_len: int = 128
-    """Tokens per sequence (the paper's 128); position 0 is excluded."""
-    train_tokens: int = 393_700
-    """Distinct training tokens extracted (plus the held-out split)."""
-    heldout_tokens: int = 16_256
-    """Held-out tokens, never trained on: every evaluation and stitching statistic uses them."""
-    autocast: str = "none"
-    """Extraction precision (bfloat16 measured slower than float32 on this CPU; see the README)."""
-    k: int = 32
-    """Active latents per token of every k-sparse SAE (the paper's main setting)."""
-    small: int = 768
-    medium: int = 1536
-    large: int = 3072
-    """Dictionary sizes: 768 and 1536 with two seeds each, 3072 with one (the paper's GPT-2 family starts at 768)."""
-    jumprelu_l0_coefficient: float = 0.0018
-    """The paper's GPT-2 JumpReLU penalty for k=32 (appendix); the achieved L0 is reported, not assumed."""
-    batch_size: int = 512
-    """Tokens per step. Smaller than the paper's 4096: at a fixed CPU budget, steps matter more than tokens
-    per step for every stitching statistic (issue 11's measurements)."""
-    lr: float = 3e-3
-    """Adam's learning rate, 10x the paper's: at a CPU budget of steps it is what moves the stitching
-    statistics (examples/lr_convergence_study.py: after 1000 steps at batch 512 the novel fraction was
-    0.996 / 0.959 / 0.861 and the same-size reconstruction fraction 0.008 / 0.052 / 0.219 at lr 3e-4 / 1e-3 /
-    3e-3, and the held-out normalised MSE was lowest at 3e-3)."""
-    dead_tokens: int = 5 * PAPER_BATCH_SIZE
-    """A latent is dead after this many tokens without firing: the paper's 5 batches of 4096."""
-    milestones: tuple[int, ...] = (1000, 4000, 16000)
-    """Optimiser steps at which the family is snapshotted and the convergence study measured; the last is
-    where training ends. Resumable: a later run with a longer list continues from the last checkpoint."""
-    threshold: float = 0.7
-    """Max-cosine threshold between novel and reconstruction latents (the paper's GPT-2 value)."""
-    eval_tokens: int = 16_256
-    """Held-out tokens used by the analyses (at most the held-out split)."""
-    ce_sequences: int = 16
-    """Held-out sequences for CE degradation (0 to skip)."""
-    meta_epochs: int = 2000
-    """Meta-SAE epochs over the largest SAE's decoder rows (the paper's 2000)."""
-    meta_k: int = 4
-    seed: int = 0
-    progress: bool = True
+    out: str = documented(
+        "outputs/reproduce",
+        "Output folder; a re-run reuses the cache and every milestone already finished there.",
+    )
+    model: str = documented(
+        "smollm2-135m-gguf",
+        "Model (the offline SmolLM2 GGUF by default; 'tiny-random' for tests).",
+    )
+    texts: str = documented("offline-prose", "Text source (see `sae-fast cache --help`).")
+    hook_name: str = documented(
+        "blocks.15.hook_resid_post",
+        "Hook point: SmolLM2 has 30 layers, so layer 15 is the middle, as GPT-2's layer 8 of 12 is near it.",
+    )
+    seq_len: int = documented(128, "Tokens per sequence (the paper's 128); position 0 is excluded.")
+    train_tokens: int = documented(393_700, "Distinct training tokens extracted (plus the held-out split).")
+    heldout_tokens: int = documented(
+        16_256,
+        "Held-out tokens, never trained on: every evaluation and stitching statistic uses them.",
+    )
+    autocast: str = documented(
+        "none",
+        "Extraction precision (bfloat16 measured slower than float32 on this CPU; see the README).",
+    )
+    k: int = documented(32, "Active latents per token of every k-sparse SAE (the paper's main setting).")
+    small: int = documented(768, "Smallest dictionary size of the family (two seeds).")
+    medium: int = documented(1536, "Middle dictionary size of the family (two seeds).")
+    large: int = documented(
+        3072,
+        "Dictionary sizes: 768 and 1536 with two seeds each, 3072 with one (the paper's GPT-2 family starts "
+        "at 768).",
+    )
+    jumprelu_l0_coefficient: float = documented(
+        0.0018,
+        "The paper's GPT-2 JumpReLU penalty for k=32 (appendix); the achieved L0 is reported, not assumed.",
+    )
+    batch_size: int = documented(
+        512,
+        "Tokens per step. Smaller than the paper's 4096: at a fixed CPU budget, steps matter more than tokens "
+        "per step for every stitching statistic (issue 11's measurements).",
+    )
+    lr: float = documented(
+        3e-3,
+        "Adam's learning rate, 10x the paper's: at a CPU budget of steps it is what moves the stitching "
+        "statistics (examples/lr_convergence_study.py: after 1000 steps at batch 512 the novel fraction was "
+        "0.996 / 0.959 / 0.861 and the same-size reconstruction fraction 0.008 / 0.052 / 0.219 at lr 3e-4 / "
+        "1e-3 / 3e-3, and the held-out normalised MSE was lowest at 3e-3).",
+    )
+    dead_tokens: int = documented(
+        5 * PAPER_BATCH_SIZE,
+        "A latent is dead after this many tokens without firing: the paper's 5 batches of 4096.",
+    )
+    milestones: tuple[int, ...] = documented(
+        (1000, 4000, 16000),
+        "Optimiser steps at which the family is snapshotted and the convergence study measured; the last is "
+        "where training ends. Resumable: a later run with a longer list continues from the last checkpoint.",
+    )
+    threshold: float = documented(
+        0.7,
+        "Max-cosine threshold between novel and reconstruction latents (the paper's GPT-2 value).",
+    )
+    eval_tokens: int = documented(16_256, "Held-out tokens used by the analyses (at most the held-out split).")
+    ce_sequences: int = documented(16, "Held-out sequences for CE degradation (0 to skip).")
+    meta_epochs: int = documented(2000, "Meta-SAE epochs over the largest SAE's decoder rows (the paper's 2000).")
+    meta_k: int = documented(4, "Active meta-latents per decoder row of the meta-SAE (the paper's 4).")
+    seed: int = documented(0, "Seed of the extraction, the batches' order and every analysis.")
+    progress: bool = documented(True, "Show progress bars.")
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "train_tokens", "heldout_tokens", "k", "small", "medium", "large", "batch_size",

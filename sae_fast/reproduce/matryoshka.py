@@ -114,7 +114,7 @@ def run_matryoshka_study(config: ReproduceConfig, log=print) -> Path:
         result["prefix_vs_prefix"][f"{a}_to_{b}"] = _pair(prefixes[a], prefixes[b], x, t)
         result["batchtopk_vs_batchtopk"][f"{a}_to_{b}"] = _pair(independent[a], independent[b], x, t)
     meta_config = MetaSAEConfig(n_meta_latents=config.n_meta_latents, k=config.meta_k, epochs=config.meta_epochs,
-                                batch_size=config.large, seed=config.seed, progress=config.progress)
+                                train={"batch_size": config.large, "seed": config.seed, "progress": config.progress})
     result["meta_sae_fve"] = {"matryoshka": train_meta_sae(matryoshka, meta_config).fraction_variance_explained,
                               "batchtopk": train_meta_sae(independent[config.large], meta_config)
                               .fraction_variance_explained}

@@ -2,7 +2,7 @@
 the interpolation path between two SAE sizes, and the analyses behind Figs. 4, 5, 10, 11, 14, 16, 19."""
 
 from sae_fast.stitching.classify import LatentClassification, classify_latents, reconstruction_fraction
-from sae_fast.stitching.config import GEMMA_SCOPE_THRESHOLD, GPT2_THRESHOLD, StitchingConfig
+from sae_fast.stitching.config import GEMMA_SCOPE_THRESHOLD, GPT2_THRESHOLD, StitchingConfig, as_stitching_config
 from sae_fast.stitching.encoded import EncodedEvalSet, LatentColumns, encode_eval_set, encode_sparse_batched
 from sae_fast.stitching.evaluation import ReconstructionStats, reconstruction_stats
 from sae_fast.stitching.groups import SwapGroup, SwapGroups, find_swap_groups
@@ -14,7 +14,7 @@ from sae_fast.stitching.union_find import connected_components
 __all__ = [
     "EncodedEvalSet", "GEMMA_SCOPE_THRESHOLD", "GPT2_THRESHOLD", "IncrementalStitchedError",
     "InterpolationPath", "LatentClassification", "LatentColumns", "ReconstructionStats", "StitchedSAE",
-    "StitchingConfig", "SwapGroup", "SwapGroups", "classify_latents", "connected_components",
+    "StitchingConfig", "SwapGroup", "SwapGroups", "as_stitching_config", "classify_latents", "connected_components",
     "encode_eval_set", "encode_sparse_batched", "find_swap_groups", "interpolation_path",
     "reconstruction_fraction", "reconstruction_stats",
 ]

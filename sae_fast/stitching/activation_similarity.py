@@ -8,12 +8,14 @@ entry's partner up in the small SAE's CSR (whose ``token * d_sae + latent`` keys
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.stitching.classify import classify_latents
+from sae_fast.stitching.config import StitchingConfig, as_stitching_config
 from sae_fast.stitching.encoded import EncodedEvalSet, encode_eval_set
 
 
@@ -67,11 +69,18 @@ def r_squared(x: Tensor, y: Tensor) -> float:
 
 @torch.no_grad()
 def activation_vs_decoder_similarity(
-    small: nn.Module, large: nn.Module, x: Tensor | EncodedEvalSet, *, min_decoder_cos: float = 0.5,
-    batch_size: int = 4096,
+    small: nn.Module, large: nn.Module, x: Tensor | EncodedEvalSet, config: StitchingConfig | None = None,
+    **fields: Any,
 ) -> ActivationDecoderSimilarity:
-    encoded = x if isinstance(x, EncodedEvalSet) else encode_eval_set(small, large, x, batch_size)
-    cls = classify_latents(small, large)
+    """Each large latent's activation cosine to its nearest small latent against their decoder cosine.
+
+    ``config`` gives ``min_decoder_cos`` (the R^2 counts only latents above it), ``encode_batch_size``
+    (when ``x`` is raw activations) and ``block_size``; ``fields`` replace its fields.
+    """
+    config = as_stitching_config(config, number_field="min_decoder_cos", **fields)
+    min_decoder_cos = config.min_decoder_cos
+    encoded = x if isinstance(x, EncodedEvalSet) else encode_eval_set(small, large, x, config)
+    cls = classify_latents(small, large, config)
     latents = torch.arange(large.W_dec.shape[0], device=encoded.x.device)
     partners = cls.nearest_small.to(encoded.x.device)
     act = sparse_column_cosines(encoded.large_codes, encoded.small_codes, latents, partners)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
 from sae_fast.similarity import max_cosine_similarity
-from sae_fast.stitching.config import GPT2_THRESHOLD
 from sae_fast.sae.decoder_rows import decoder_rows
+from sae_fast.stitching.config import StitchingConfig, as_stitching_config
 
 
 @dataclass(frozen=True)
@@ -39,30 +40,31 @@ class LatentClassification:
 def classify_latents(
     small: nn.Module | Tensor,
     large: nn.Module | Tensor,
-    threshold: float = GPT2_THRESHOLD,
+    config: StitchingConfig | float | None = None,
     *,
-    block_size: int | tuple[int, int] | None = None,
     exact: bool = True,
+    **fields: Any,
 ) -> LatentClassification:
     """Classify every latent of ``large`` against the decoder directions of ``small``.
 
     Args:
         small, large: SAEs (anything with ``W_dec``) or decoder matrices ``[d_sae, d_in]``.
-        threshold: 0.7 in the paper for GPT-2 SAEs, 0.4 for Gemma Scope.
+        config: its ``threshold`` (0.7 in the paper for GPT-2 SAEs, 0.4 for Gemma Scope) and
+            ``block_size``; a bare number is the threshold; ``fields`` replace config fields.
         exact: fp32 products on GPU (cosines near the threshold should not flip with tf32).
     """
-    if not -1.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be a cosine in [-1, 1], got {threshold}")
+    config = as_stitching_config(config, **fields)
     W0, W1 = decoder_rows(small, "small"), decoder_rows(large, "large")
-    max_cos, nearest = max_cosine_similarity(W1, W0, exact=exact, block_size=block_size)
-    return LatentClassification(max_cos, nearest, max_cos < float(threshold), float(threshold))
+    max_cos, nearest = max_cosine_similarity(W1, W0, exact=exact, block_size=config.block_size)
+    return LatentClassification(max_cos, nearest, max_cos < float(config.threshold), float(config.threshold))
 
 
 def reconstruction_fraction(
-    queries: nn.Module | Tensor, keys: nn.Module | Tensor, threshold: float = GPT2_THRESHOLD, **kwargs
+    queries: nn.Module | Tensor, keys: nn.Module | Tensor, config: StitchingConfig | float | None = None,
+    **kwargs: Any,
 ) -> float:
-    """Fraction of ``queries``' latents whose max cosine to ``keys`` is ``>= threshold``."""
-    return 1.0 - classify_latents(keys, queries, threshold, **kwargs).novel_fraction
+    """Fraction of ``queries``' latents whose max cosine to ``keys`` is ``>= config.threshold``."""
+    return 1.0 - classify_latents(keys, queries, config, **kwargs).novel_fraction
 
 
 __all__ = ["LatentClassification", "classify_latents", "reconstruction_fraction"]

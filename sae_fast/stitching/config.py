@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from dataclasses import fields as dataclass_fields
 from typing import Any, Literal
+
+from sae_fast.config_fields import documented
 
 GPT2_THRESHOLD = 0.7
 """Max-decoder-cosine threshold the paper uses for its GPT-2 SAEs."""
@@ -15,32 +18,37 @@ Order = Literal["index", "random", "max_cos"]
 
 @dataclass(frozen=True)
 class StitchingConfig:
-    """Knobs of novel/reconstruction classification and the interpolation path.
+    """Knobs of novel/reconstruction classification, the interpolation path and the stitching analyses."""
 
-    Attributes:
-        threshold: a large-SAE latent is *novel* when its max decoder cosine to the small SAE is
-            ``< threshold``, a *reconstruction* latent otherwise; the bipartite graph joins every
-            pair with cosine ``>= threshold`` (so each reconstruction latent has an edge).
-            0.7 for GPT-2-like SAEs, 0.4 documented for Gemma Scope.
-        novel_order: order in which novel latents are added: ``"index"`` (ascending latent index),
-            ``"random"`` (seeded shuffle, as in the paper's Fig. 18) or ``"max_cos"`` (least
-            similar first).
-        group_order: order of group swaps: ``"index"`` (by smallest member) or ``"random"``.
-        remove_unmatched_small: after the swaps, remove (one step each) the small-SAE latents that
-            joined no group, so the path ends exactly at the large SAE. Off by default: the paper's
-            path keeps them.
-        seed: seed of the ``"random"`` orders.
-        encode_batch_size: tokens per encoder call when encoding the evaluation set.
-        block_size: tile of the max-cosine computation (``None``: the library default).
-    """
-
-    threshold: float = GPT2_THRESHOLD
-    novel_order: Order = "index"
-    group_order: Literal["index", "random"] = "index"
-    remove_unmatched_small: bool = False
-    seed: int = 0
-    encode_batch_size: int = 4096
-    block_size: int | tuple[int, int] | None = None
+    threshold: float = documented(
+        GPT2_THRESHOLD,
+        "A large-SAE latent is novel when its max decoder cosine to the small SAE is < threshold, a "
+        "reconstruction latent otherwise; the bipartite graph joins every pair with cosine >= threshold (so "
+        "each reconstruction latent has an edge). 0.7 for GPT-2-like SAEs, 0.4 documented for Gemma Scope.",
+    )
+    novel_order: Order = documented(
+        "index",
+        "Order in which the interpolation path adds the novel latents: index (ascending latent index), "
+        "random (seeded shuffle, as in the paper's Fig. 18) or max_cos (least similar first).",
+    )
+    group_order: Literal["index", "random"] = documented(
+        "index", "Order in which the interpolation path swaps the groups: index (by smallest member) or random."
+    )
+    remove_unmatched_small: bool = documented(
+        False,
+        "After the swaps, remove (one step each) the small-SAE latents that joined no group, so the path ends "
+        "exactly at the large SAE. Off by default: the paper's path keeps them.",
+    )
+    seed: int = documented(0, "Seed of the random orders.")
+    encode_batch_size: int = documented(4096, "Tokens per encoder call when encoding the evaluation set.")
+    block_size: int | tuple[int, int] | None = documented(
+        None, "Tile of the max-cosine computation (None: the library default)."
+    )
+    min_decoder_cos: float = documented(
+        0.5,
+        "Fig. 11's R^2 of activation against decoder similarity counts only the latents whose max decoder "
+        "cosine is above this.",
+    )
 
     def __post_init__(self) -> None:
         if not -1.0 <= float(self.threshold) <= 1.0:
@@ -49,9 +57,42 @@ class StitchingConfig:
             raise ValueError(f"novel_order must be 'index', 'random' or 'max_cos', got {self.novel_order!r}")
         if self.group_order not in ("index", "random"):
             raise ValueError(f"group_order must be 'index' or 'random', got {self.group_order!r}")
+        if not -1.0 <= float(self.min_decoder_cos) <= 1.0:
+            raise ValueError(f"min_decoder_cos must be a cosine in [-1, 1], got {self.min_decoder_cos}")
         if isinstance(self.encode_batch_size, bool) or not isinstance(self.encode_batch_size, int) \
                 or self.encode_batch_size < 1:
             raise ValueError(f"encode_batch_size must be a positive int, got {self.encode_batch_size!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+OLD_KEYWORDS = {"batch_size": "encode_batch_size"}
+"""Keywords the stitching functions took before they took a StitchingConfig, and the field each now sets."""
+
+
+def as_stitching_config(
+    config: StitchingConfig | float | None = None, *, number_field: str = "threshold", **fields: Any
+) -> StitchingConfig:
+    """The StitchingConfig a stitching function runs with, built from what its caller passed.
+
+    ``config`` is a StitchingConfig, None (the defaults), or a bare number, which sets ``number_field``
+    (the functions took the threshold, or a batch size, there before they took a config);
+    ``fields`` are StitchingConfig fields that replace the config's.
+    """
+    for old, new in OLD_KEYWORDS.items():
+        if old in fields:
+            fields[new] = fields.pop(old)
+    known = {f.name for f in dataclass_fields(StitchingConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(f"unknown stitching keyword(s) {unknown}; the StitchingConfig fields are {sorted(known)}")
+    if config is None:
+        config = StitchingConfig()
+    elif isinstance(config, (int, float)) and not isinstance(config, bool):
+        config = StitchingConfig(**{number_field: config})
+    elif not isinstance(config, StitchingConfig):
+        raise TypeError(
+            f"config must be a StitchingConfig (or a number: its {number_field}), got {type(config).__name__}"
+        )
+    return replace(config, **fields) if fields else config

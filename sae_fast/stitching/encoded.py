@@ -8,12 +8,14 @@ path and every per-latent analysis.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sae_fast.sae.eval_mode import eval_mode
 from sae_fast.sparse_codes import SparseCodes
+from sae_fast.stitching.config import StitchingConfig, as_stitching_config
 from sae_fast.validation import check_activations
 
 
@@ -99,8 +101,15 @@ class EncodedEvalSet:
         return self.x.shape[0]
 
 
-def encode_eval_set(small: nn.Module, large: nn.Module, x: Tensor, batch_size: int = 4096) -> EncodedEvalSet:
-    """Validate ``x`` (``[..., d_in]``, flattened to tokens) and encode it with both SAEs."""
+def encode_eval_set(
+    small: nn.Module, large: nn.Module, x: Tensor, config: StitchingConfig | int | None = None, **fields: Any
+) -> EncodedEvalSet:
+    """Validate ``x`` (``[..., d_in]``, flattened to tokens) and encode it with both SAEs.
+
+    ``config.encode_batch_size`` tokens go through an encoder at a time (a bare number is that batch
+    size); ``fields`` replace config fields.
+    """
+    batch_size = as_stitching_config(config, number_field="encode_batch_size", **fields).encode_batch_size
     d_in = small.W_dec.shape[1]
     if large.W_dec.shape[1] != d_in:
         raise ValueError(

@@ -9,13 +9,14 @@ are exactly the novel latents; small latents with no edge belong to no group.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sae_fast.similarity import cosine_pairs_above
-from sae_fast.stitching.config import GPT2_THRESHOLD
 from sae_fast.sae.decoder_rows import decoder_rows
+from sae_fast.stitching.config import StitchingConfig, as_stitching_config
 from sae_fast.stitching.union_find import connected_components
 
 
@@ -47,18 +48,22 @@ class SwapGroups:
 def find_swap_groups(
     small: nn.Module | Tensor,
     large: nn.Module | Tensor,
-    threshold: float = GPT2_THRESHOLD,
+    config: StitchingConfig | float | None = None,
     *,
-    block_size: int | tuple[int, int] | None = None,
     backend: str = "auto",
+    **fields: Any,
 ) -> SwapGroups:
-    """Build the bipartite graph (edges ``cos >= threshold``) and split it into swap groups.
+    """Build the bipartite graph (edges ``cos >= config.threshold``) and split it into swap groups.
 
-    ``backend`` selects the union-find implementation (``"auto"``, ``"cpp"``, ``"python"``).
+    ``config`` gives the threshold (a bare number is the threshold) and ``block_size``; ``fields``
+    replace config fields. ``backend`` selects the union-find implementation (``"auto"``, ``"cpp"``,
+    ``"python"``).
     """
+    config = as_stitching_config(config, **fields)
+    threshold = config.threshold
     W0, W1 = decoder_rows(small, "small"), decoder_rows(large, "large")
     m0, m1 = W0.shape[0], W1.shape[0]
-    large_idx, small_idx, cos = cosine_pairs_above(W1, W0, threshold, block_size=block_size)
+    large_idx, small_idx, cos = cosine_pairs_above(W1, W0, threshold, block_size=config.block_size)
     # Node ids: small latents 0..m0-1, large latents m0..m0+m1-1.
     labels = connected_components(m0 + m1, small_idx.cpu(), (large_idx + m0).cpu(), backend=backend)
     has_edge = torch.zeros(m0 + m1, dtype=torch.bool)

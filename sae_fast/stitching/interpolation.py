@@ -4,12 +4,13 @@ reconstruction groups one at a time, recording MSE and L0 after every step."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sae_fast.stitching.classify import classify_latents
-from sae_fast.stitching.config import StitchingConfig
+from sae_fast.stitching.config import StitchingConfig, as_stitching_config
 from sae_fast.stitching.encoded import EncodedEvalSet, encode_eval_set
 from sae_fast.stitching.groups import SwapGroups, find_swap_groups
 from sae_fast.stitching.incremental import IncrementalStitchedError, single_threaded
@@ -63,18 +64,21 @@ def interpolation_path(
     small: nn.Module,
     large: nn.Module,
     x: Tensor | EncodedEvalSet,
-    config: StitchingConfig = StitchingConfig(),
+    config: StitchingConfig | float | None = None,
     *,
     groups: SwapGroups | None = None,
+    **fields: Any,
 ) -> InterpolationPath:
     """Walk from ``small`` to (nearly) ``large`` over the evaluation tokens ``x``.
 
     Both SAEs encode ``x`` once; each step then updates the reconstruction by the rank-1
-    contributions of the latents it adds or removes (see :mod:`.incremental`).
+    contributions of the latents it adds or removes (see :mod:`.incremental`). ``config`` (a bare
+    number is its threshold) orders the walk; ``fields`` replace its fields.
     """
-    encoded = x if isinstance(x, EncodedEvalSet) else encode_eval_set(small, large, x, config.encode_batch_size)
+    config = as_stitching_config(config, **fields)
+    encoded = x if isinstance(x, EncodedEvalSet) else encode_eval_set(small, large, x, config)
     if groups is None:
-        groups = find_swap_groups(small, large, config.threshold, block_size=config.block_size)
+        groups = find_swap_groups(small, large, config)
     state = IncrementalStitchedError(encoded, small.W_dec, small.b_dec, large.W_dec, large.b_dec)
     path = InterpolationPath(n_novel=groups.novel.numel(), n_groups=len(groups.groups))
     path.small_mse, path.small_l0 = state.mse(), state.l0()
@@ -82,7 +86,7 @@ def interpolation_path(
 
     max_cos = None
     if config.novel_order == "max_cos":
-        max_cos = classify_latents(small, large, config.threshold, block_size=config.block_size).max_cos
+        max_cos = classify_latents(small, large, config).max_cos
     with single_threaded():
         _walk(state, path, groups, config, max_cos)
 

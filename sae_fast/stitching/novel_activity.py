@@ -7,6 +7,7 @@ latent fires. Per novel latent we average the per-token MSE over its active and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 from sae_fast.kernels.sparse_decode_reference import sparse_decode
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.stitching.classify import classify_latents
-from sae_fast.stitching.config import GPT2_THRESHOLD
+from sae_fast.stitching.config import StitchingConfig, as_stitching_config
 from sae_fast.stitching.encoded import EncodedEvalSet, encode_eval_set
 
 
@@ -49,11 +50,18 @@ def _active_inactive_means(token_mse: Tensor, codes: SparseCodes, latents: Tenso
 
 @torch.no_grad()
 def novel_latent_mse(
-    small: nn.Module, large: nn.Module, x: Tensor | EncodedEvalSet, threshold: float = GPT2_THRESHOLD,
-    *, batch_size: int = 4096,
+    small: nn.Module, large: nn.Module, x: Tensor | EncodedEvalSet, config: StitchingConfig | float | None = None,
+    **fields: Any,
 ) -> NovelLatentMSE:
-    encoded = x if isinstance(x, EncodedEvalSet) else encode_eval_set(small, large, x, batch_size)
-    novel = classify_latents(small, large, threshold).novel_indices.to(encoded.x.device)
+    """Both SAEs' MSE on the tokens where each novel latent fires and where it does not (Fig. 14).
+
+    ``config`` gives the threshold (a bare number is the threshold), ``encode_batch_size`` and
+    ``block_size``; ``fields`` replace its fields.
+    """
+    config = as_stitching_config(config, **fields)
+    threshold = config.threshold
+    encoded = x if isinstance(x, EncodedEvalSet) else encode_eval_set(small, large, x, config)
+    novel = classify_latents(small, large, config).novel_indices.to(encoded.x.device)
     mse0 = _token_mse(encoded.x, encoded.small_codes, small.W_dec, small.b_dec)
     mse1 = _token_mse(encoded.x, encoded.large_codes, large.W_dec, large.b_dec)
     s_act, s_in, counts = _active_inactive_means(mse0, encoded.large_codes, novel)

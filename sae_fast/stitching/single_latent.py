@@ -9,13 +9,14 @@ so all ``m1`` insertions cost one pass over the large SAE's codes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sae_fast.kernels.sparse_decode_reference import sparse_decode, sparse_row_dots
 from sae_fast.stitching.classify import classify_latents
-from sae_fast.stitching.config import GPT2_THRESHOLD
+from sae_fast.stitching.config import StitchingConfig, as_stitching_config
 from sae_fast.stitching.encoded import EncodedEvalSet, encode_eval_set
 
 
@@ -32,10 +33,16 @@ class SingleLatentEffects:
 
 @torch.no_grad()
 def single_latent_insertion_effects(
-    small: nn.Module, large: nn.Module, x: Tensor | EncodedEvalSet, threshold: float = GPT2_THRESHOLD,
-    *, batch_size: int = 4096,
+    small: nn.Module, large: nn.Module, x: Tensor | EncodedEvalSet, config: StitchingConfig | float | None = None,
+    **fields: Any,
 ) -> SingleLatentEffects:
-    encoded = x if isinstance(x, EncodedEvalSet) else encode_eval_set(small, large, x, batch_size)
+    """Each large latent's MSE change when inserted alone into the small SAE, with its max cosine (Fig. 4).
+
+    ``config`` gives the threshold (a bare number is the threshold), ``encode_batch_size`` and
+    ``block_size``; ``fields`` replace its fields.
+    """
+    config = as_stitching_config(config, **fields)
+    encoded = x if isinstance(x, EncodedEvalSet) else encode_eval_set(small, large, x, config)
     f64 = torch.float64
     W0, W1 = small.W_dec.detach().to(f64), large.W_dec.detach().to(f64)
     b0, b1 = small.b_dec.detach().to(f64), large.b_dec.detach().to(f64)
@@ -50,11 +57,11 @@ def single_latent_insertion_effects(
     per_entry = v.pow(2) * W1.pow(2).sum(dim=1)[c1.latent_indices] - 2 * v * sparse_row_dots(c1, u, W1)
     change = torch.zeros(W1.shape[0], dtype=f64, device=u.device).index_add_(0, c1.latent_indices, per_entry)
     inserted_mse = (float(u.pow(2).sum()) + change) / (n * d)
-    classification = classify_latents(small, large, threshold)
+    classification = classify_latents(small, large, config)
     return SingleLatentEffects(
         max_cos=classification.max_cos,
         delta_mse=inserted_mse - small_mse,
         small_mse=small_mse,
         firing_counts=torch.bincount(c1.latent_indices, minlength=W1.shape[0]),
-        threshold=float(threshold),
+        threshold=classification.threshold,
     )

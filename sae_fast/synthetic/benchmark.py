@@ -9,11 +9,12 @@ that the SAE itself had fused into compositions?
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
+from sae_fast.config_fields import documented
 from sae_fast.evaluation import evaluate
 from sae_fast.meta.config import MetaSAEConfig
 from sae_fast.meta.train import train_meta_sae
@@ -23,42 +24,56 @@ from sae_fast.sae.eval_mode import eval_mode
 from sae_fast.synthetic.generator import CompositionalConfig, CompositionalGenerator
 from sae_fast.synthetic.scoring import score_dictionary
 from sae_fast.training import TrainConfig, Trainer
+from sae_fast.training.config import nested_train_config
 from sae_fast.io.atomic import atomic_save_figure
+
+
+SYNTHETIC_TRAINING = {"lr": 3e-3, "batch_size": 512, "total_tokens": 150_000, "progress": False}
+"""The sweep's training defaults: 150k tokens in batches of 512 at lr 3e-3, without a progress bar."""
 
 
 @dataclass
 class SyntheticBenchmarkConfig:
-    """Sweep of BatchTopK SAEs (``sizes`` x ``ks``) and one meta-SAE per ``k`` on the largest SAE."""
+    """Sweep of BatchTopK SAEs (``sizes`` x ``ks``) and one meta-SAE per ``k`` on the largest SAE.
 
-    world: CompositionalConfig = field(default_factory=CompositionalConfig)
-    sizes: tuple[int, ...] = (8, 16, 32, 64, 128)
-    ks: tuple[int, ...] = (1, 2)
-    n_tokens: int = 150_000
-    batch_size: int = 512
-    lr: float = 3e-3
-    dead_tokens_threshold: int = 20_000
-    eval_tokens: int = 20_000
-    threshold: float = 0.9
-    """Cosine at which a latent counts as an atom / a composition."""
-    meta_k: int = 2
-    meta_latents: int | None = None
-    """Meta-SAE size (default: the number of true atoms)."""
-    meta_epochs: int = 3000
-    meta_lr: float = 1e-3
-    meta_learn_decoder_bias: tuple[bool, ...] = (True, False)
-    """Train one meta-SAE per setting: the paper's (learnt b_dec) and the bias-free variant."""
-    seed: int = 0
-    backend: str = "auto"
-    progress: bool = False
+    The SAEs' optimisation is the nested ``train`` (a :class:`~sae_fast.training.TrainConfig`); a dict
+    changes some of its fields and keeps the sweep's values for the rest, e.g. ``train={"total_tokens": 40_000}``.
+    """
+
+    world: CompositionalConfig = documented(factory=CompositionalConfig, help="The synthetic world sampled.")
+    sizes: tuple[int, ...] = documented((8, 16, 32, 64, 128), "Dictionary sizes of the sweep.")
+    ks: tuple[int, ...] = documented((1, 2), "BatchTopK k values of the sweep (each <= the smallest size).")
+    dead_tokens_threshold: int = documented(20_000, "A latent is dead after this many tokens without firing.")
+    eval_tokens: int = documented(20_000, "Held-out samples the SAEs are scored on.")
+    threshold: float = documented(0.9, "Cosine at which a latent counts as an atom / a composition.")
+    meta_k: int = documented(2, "Active meta-latents per decoder row of every meta-SAE.")
+    meta_latents: int | None = documented(None, "Meta-SAE size (default: the number of true atoms).")
+    meta_epochs: int = documented(3000, "Epochs of every meta-SAE over the decoder rows.")
+    meta_lr: float = documented(1e-3, "Adam learning rate of every meta-SAE.")
+    meta_learn_decoder_bias: tuple[bool, ...] = documented(
+        (True, False),
+        "Train one meta-SAE per setting: the paper's (learnt b_dec) and the bias-free variant.",
+    )
+    backend: str = documented("auto", "Sparse-kernel backend of the SAEs and meta-SAEs.")
+    train: TrainConfig = documented(
+        factory=lambda: TrainConfig(**SYNTHETIC_TRAINING),
+        help="Optimisation of the SAEs; total_tokens is the length of the synthetic stream (required) and seed "
+             "seeds the SAEs, the stream, the held-out samples and the meta-SAEs.",
+    )
 
     def __post_init__(self) -> None:
+        self.train = nested_train_config(self.train, SYNTHETIC_TRAINING, "SyntheticBenchmarkConfig")
+        if self.train.total_tokens is None:
+            raise ValueError("train.total_tokens must be set: it is the length of the synthetic stream")
         if not self.sizes or not self.ks:
             raise ValueError("sizes and ks must each list at least one value")
         if any(k > min(self.sizes) for k in self.ks):
             raise ValueError(f"every k must be <= the smallest size, got ks={self.ks}, sizes={self.sizes}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["train"] = self.train.to_dict()
+        return out
 
 
 def alive_latents(sae: SparseAutoencoder, x: torch.Tensor) -> torch.Tensor:
@@ -78,17 +93,14 @@ def run_synthetic_benchmark(config: SyntheticBenchmarkConfig | None = None) -> d
     generator = CompositionalGenerator(config.world)
     truth = generator.truth
     d = config.world.d
+    train = config.train
     saes = {
-        f"k{k}_m{m}": BatchTopKSAE(d, m, k, seed=config.seed + m, backend=config.backend,
+        f"k{k}_m{m}": BatchTopKSAE(d, m, k, seed=train.seed + m, backend=config.backend,
                                    dead_tokens_threshold=config.dead_tokens_threshold)
         for k in config.ks for m in config.sizes
     }
-    train_config = TrainConfig(lr=config.lr, batch_size=config.batch_size, total_tokens=None, seed=config.seed,
-                               progress=config.progress)
-    training = Trainer(saes, train_config).train(
-        generator.stream(config.n_tokens, config.batch_size, seed=config.seed + 1)
-    )
-    held_out = generator.sample(config.eval_tokens, torch.Generator().manual_seed(config.seed + 2)).x
+    training = Trainer(saes, train).train(generator.stream(train.total_tokens, train.batch_size, seed=train.seed + 1))
+    held_out = generator.sample(config.eval_tokens, torch.Generator().manual_seed(train.seed + 2)).x
     report: dict[str, Any] = {
         "config": config.to_dict(), "expected_l0": config.world.expected_l0, "n_atoms": truth.n_atoms,
         "n_family_atoms": config.world.n_family_atoms, "train_wall_time_s": training.wall_time_s,
@@ -109,8 +121,9 @@ def run_synthetic_benchmark(config: SyntheticBenchmarkConfig | None = None) -> d
         for learn_bias in config.meta_learn_decoder_bias:
             meta_config = MetaSAEConfig(
                 n_meta_latents=config.meta_latents or truth.n_atoms, k=config.meta_k, epochs=config.meta_epochs,
-                batch_size=rows.shape[0], lr=config.meta_lr, seed=config.seed, backend=config.backend,
-                progress=config.progress, learn_decoder_bias=learn_bias,
+                backend=config.backend, learn_decoder_bias=learn_bias,
+                train={"batch_size": rows.shape[0], "lr": config.meta_lr, "seed": train.seed,
+                       "progress": train.progress},
             )
             meta = train_meta_sae(rows, meta_config)
             score = score_dictionary(meta.meta_sae.W_dec, truth, threshold=config.threshold)

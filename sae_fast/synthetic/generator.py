@@ -21,36 +21,37 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from sae_fast.config_fields import documented
 from sae_fast.validation import check_int, check_positive_int
 
 
 @dataclass(frozen=True)
 class CompositionalConfig:
-    """Shape of the synthetic world (one dataclass, every field has a sensible default).
+    """Shape of the synthetic world (one dataclass, every field has a sensible default)."""
 
-    Attributes:
-        d: dimension of the activations.
-        family_sizes: number of values of each attribute family, e.g. ``(3, 3)`` is colour x shape.
-        family_probability: probability that a family contributes a value to a sample (one number
-            for all families, or one per family).
-        n_independent: atoms that belong to no family and fire independently.
-        independent_probability: firing probability of each independent atom.
-        magnitude_range: active atoms get a magnitude uniform in ``[low, high]``.
-        noise_std: standard deviation of the isotropic Gaussian noise added to every sample.
-        orthogonal_atoms: draw orthonormal atoms (needs ``n_atoms <= d``) so that scores measure
-            the SAE, not accidental overlaps between atoms; otherwise random unit vectors.
-        seed: seed of the atoms.
-    """
-
-    d: int = 64
-    family_sizes: tuple[int, ...] = (4, 4)
-    family_probability: float | tuple[float, ...] = 0.8
-    n_independent: int = 8
-    independent_probability: float = 0.03
-    magnitude_range: tuple[float, float] = (0.8, 1.2)
-    noise_std: float = 0.01
-    orthogonal_atoms: bool = True
-    seed: int = 0
+    d: int = documented(64, "Dimension of the activations.")
+    family_sizes: tuple[int, ...] = documented(
+        (4, 4), "Number of values of each attribute family, e.g. (3, 3) is colour x shape."
+    )
+    family_probability: float | tuple[float, ...] = documented(
+        0.8,
+        "Probability that a family contributes a value to a sample (one number for all families, or one per "
+        "family).",
+    )
+    n_independent: int = documented(8, "Atoms that belong to no family and fire independently.")
+    independent_probability: float = documented(0.03, "Firing probability of each independent atom.")
+    magnitude_range: tuple[float, float] = documented(
+        (0.8, 1.2), "Active atoms get a magnitude uniform in [low, high]."
+    )
+    noise_std: float = documented(
+        0.01, "Standard deviation of the isotropic Gaussian noise added to every sample."
+    )
+    orthogonal_atoms: bool = documented(
+        True,
+        "Draw orthonormal atoms (needs n_atoms <= d) so that scores measure the SAE, not accidental overlaps "
+        "between atoms; otherwise random unit vectors.",
+    )
+    seed: int = documented(0, "Seed of the atoms.")
 
     def __post_init__(self) -> None:
         check_positive_int(self.d, "d")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from sae_fast.config_fields import documented
 
 PAPER_LR = 3e-4
 PAPER_BETAS = (0.9, 0.99)
@@ -23,52 +25,70 @@ class TrainConfig:
     own Adam with these settings.
     """
 
-    lr: float = PAPER_LR
-    """Adam learning rate (constant; the paper uses no schedule)."""
-    betas: tuple[float, float] = PAPER_BETAS
-    """Adam (beta1, beta2)."""
-    eps: float = 1e-8
-    """Adam epsilon."""
-    batch_size: int = PAPER_BATCH_SIZE
-    """Activations (tokens) per optimiser step, summed over all ranks; BatchTopK's budget is batch_size*k."""
-    micro_batches: int = 1
-    """Split each (per-rank) batch into this many micro-batches and average their losses (gradient
-    accumulation). Each micro-batch takes its own batch top-k, exactly like a rank of a DDP run."""
-    total_tokens: int | None = PAPER_TOTAL_TOKENS
-    """Stop after this many training tokens (None: when the data stream ends)."""
-    seed: int = 0
-    """Seeds torch's RNG at the start of a fresh run; the CLI also shuffles cached activations with it
-    and seeds the SAEs' initialisation with seed + index."""
-    init_b_dec_from_data: bool = True
-    """Set every SAE's b_dec to the mean of the first batch before the first step (fresh runs only)."""
-    checkpoint_dir: str | None = None
-    """Directory for checkpoint.pt (None: no checkpoints, so no resume)."""
-    checkpoint_every: int = 1000
-    """Write a checkpoint every this many steps (and always at the end)."""
-    resume: bool = False
-    """Continue from checkpoint_dir/checkpoint.pt; an error if it is missing or unreadable."""
-    log_every: int = 10
-    """Record metrics (history, JSONL, tensorboard/wandb) every this many steps and at the last step."""
-    log_jsonl: str | None = None
-    """Append one JSON object per SAE per logged step to this file (None: no JSONL log)."""
-    tensorboard_dir: str | None = None
-    """Also log to TensorBoard in this directory (needs the tensorboard package)."""
-    wandb_project: str | None = None
-    """Also log to this Weights & Biases project (needs the wandb package)."""
-    device: str = "cpu"
-    """Device the SAEs are moved to and batches are moved to before each step."""
-    dtype: str = "float32"
-    """Floating-point dtype of the SAE parameters (float32, bfloat16, float16, float64)."""
-    progress: bool = True
-    """Show a tqdm progress bar with loss, L0 and NMSE of every SAE."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Free-form metadata stored with checkpoints (e.g. the hook point and model name)."""
+    lr: float = documented(PAPER_LR, "Adam learning rate (constant; the paper uses no schedule).")
+    betas: tuple[float, float] = documented(PAPER_BETAS, "Adam (beta1, beta2).")
+    eps: float = documented(1e-8, "Adam epsilon.")
+    batch_size: int = documented(
+        PAPER_BATCH_SIZE,
+        "Activations (tokens) per optimiser step, summed over all ranks; BatchTopK's budget is batch_size*k.",
+    )
+    micro_batches: int = documented(
+        1,
+        "Split each (per-rank) batch into this many micro-batches and average their losses (gradient "
+        "accumulation). Each micro-batch takes its own batch top-k, exactly like a rank of a DDP run.",
+    )
+    total_tokens: int | None = documented(
+        PAPER_TOTAL_TOKENS,
+        "Stop after this many training tokens (None: when the data stream ends).",
+    )
+    seed: int = documented(
+        0,
+        "Seeds torch's RNG at the start of a fresh run; the CLI also shuffles cached activations with it and "
+        "seeds the SAEs' initialisation with seed + index.",
+    )
+    init_b_dec_from_data: bool = documented(
+        True,
+        "Set every SAE's b_dec to the mean of the first batch before the first step (fresh runs only).",
+    )
+    checkpoint_dir: str | None = documented(None, "Directory for checkpoint.pt (None: no checkpoints, so no resume).")
+    checkpoint_every: int = documented(1000, "Write a checkpoint every this many steps (and always at the end).")
+    resume: bool = documented(
+        False,
+        "Continue from checkpoint_dir/checkpoint.pt; an error if it is missing or unreadable.",
+    )
+    log_every: int = documented(
+        10,
+        "Record metrics (history, JSONL, tensorboard/wandb) every this many steps and at the last step.",
+    )
+    log_jsonl: str | None = documented(
+        None,
+        "Append one JSON object per SAE per logged step to this file (None: no JSONL log).",
+    )
+    tensorboard_dir: str | None = documented(
+        None,
+        "Also log to TensorBoard in this directory (needs the tensorboard package).",
+    )
+    wandb_project: str | None = documented(
+        None,
+        "Also log to this Weights & Biases project (needs the wandb package).",
+    )
+    device: str = documented("cpu", "Device the SAEs are moved to and batches are moved to before each step.")
+    dtype: str = documented(
+        "float32",
+        "Floating-point dtype of the SAE parameters (float32, bfloat16, float16, float64).",
+    )
+    progress: bool = documented(True, "Show a tqdm progress bar with loss, L0 and NMSE of every SAE.")
+    extra: dict[str, Any] = documented(
+        factory=dict,
+        help="Free-form metadata stored with checkpoints (e.g. the hook point and model name).",
+    )
 
     def __post_init__(self) -> None:
         self.validate()
+        self.betas = (float(self.betas[0]), float(self.betas[1]))  # a list from JSON or argparse compares equal
 
     def validate(self) -> TrainConfig:
-        """Raise ValueError/TypeError naming the first bad field and how to fix it."""
+        """Raise ValueError/TypeError naming the first bad field and how to fix it; changes nothing."""
         for name in ("batch_size", "micro_batches", "checkpoint_every", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -79,10 +99,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.total_tokens must be an int >= 1 or None, got {self.total_tokens!r}")
         if not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
-        betas = tuple(self.betas)
+        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
-        self.betas = (float(betas[0]), float(betas[1]))
         if not self.eps > 0:
             raise ValueError(f"TrainConfig.eps must be > 0, got {self.eps!r}")
         if self.batch_size % self.micro_batches:
@@ -117,7 +136,17 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields {unknown}; valid fields: {sorted(known)}")
-        data = dict(data)
-        if "betas" in data:
-            data["betas"] = tuple(data["betas"])
         return cls(**data)
+
+
+def nested_train_config(value: TrainConfig | dict[str, Any], defaults: dict[str, Any], owner: str) -> TrainConfig:
+    """The ``train`` field of another workflow's config: a TrainConfig, or a dict that changes ``defaults``.
+
+    ``defaults`` are that workflow's own training values (e.g. the meta-SAE's lr), so a dict need only
+    name what differs from them.
+    """
+    if isinstance(value, dict):
+        return TrainConfig(**{**defaults, **value})
+    if not isinstance(value, TrainConfig):
+        raise TypeError(f"{owner}.train must be a TrainConfig or a dict of its fields, got {type(value).__name__}")
+    return value
