@@ -20,7 +20,7 @@ FACADE = "sae_fast"  # sae_fast/__init__.py: the public re-exports, above everyt
 ORDER: list[set[str]] = [
     {"_C", "sparse_codes"},  # the compiled extension and the CSR result type every kernel returns
     {"kernels", "similarity"},
-    {"validation"},
+    {"validation", "config_fields"},  # config_fields: dataclass field help, for the workflow configs
     {"autograd"},
     {"sae"},
     {"io"},
