@@ -4,7 +4,7 @@ dense training path (``dense_training=True``), the peers' path and the reference
 import pytest
 import torch
 
-from sae_fast import BatchTopKSAE, MatryoshkaBatchTopKSAE, TopKSAE
+from sae_fast import BatchTopKSAE, MatryoshkaBatchTopKSAE, TopKSAE, block_decode
 from sae_fast.kernels import cpu
 
 BACKENDS = ["torch", "cpp", "triton"]
@@ -61,3 +61,19 @@ def test_eval_mode_forward_matches(backend):
     with torch.no_grad():
         assert torch.allclose(sae(x), ref(x), atol=1e-6)
     assert torch.allclose(sae(x), ref(x), atol=1e-6)  # differentiable path too
+
+
+@pytest.mark.parametrize("min_density", [0.0, 2.0], ids=["dense-block-aux", "sparse-aux"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_both_aux_paths_match_dense_reference(backend, min_density, monkeypatch):
+    # The aux decode switches between dense products on the dead block and the sparse products by
+    # density: force each in turn (a dead-latent share and aux_k where either could be chosen).
+    monkeypatch.setattr(block_decode, "DENSE_BLOCK_MIN_DENSITY", min_density)
+    x = torch.randn(30, 8)
+    ref_sae, ref, ref_x_grad = _run(BatchTopKSAE, "dense", x, dead_every=2)
+    sae, out, x_grad = _run(BatchTopKSAE, backend, x, dead_every=2)
+    assert out.aux_loss > 0
+    assert torch.allclose(out.aux_loss, ref.aux_loss, atol=1e-6)
+    assert torch.allclose(x_grad, ref_x_grad, atol=1e-6)
+    for (name, p), q in zip(sae.named_parameters(), ref_sae.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6), name

@@ -21,7 +21,7 @@ ORDER: list[set[str]] = [
     {"_C", "sparse_codes"},  # the compiled extension and the CSR result type every kernel returns
     {"kernels", "similarity"},
     {"validation", "config_fields"},  # config_fields: dataclass field help, for the workflow configs
-    {"autograd"},
+    {"autograd", "block_decode"},
     {"sae"},
     {"io"},
     {"activations"},
@@ -34,7 +34,7 @@ ORDER: list[set[str]] = [
     {FACADE},
 ]
 KERNEL_LAYER = {"_C", "sparse_codes", "kernels", "similarity"}
-MODULE_LAYER = {"validation", "autograd", "sae"}
+MODULE_LAYER = {"validation", "autograd", "block_decode", "sae"}
 # The subcommands are the CLI's own implementation, split out of cli.py, and still reach back for its
 # dataclass-argument helpers; __main__ only calls cli.main. Both count as the CLI.
 SAME_UNIT = {"commands": "cli", "__main__": "cli"}
