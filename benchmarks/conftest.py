@@ -121,15 +121,21 @@ def record_benchmark():
 
 
 def _add_speedups(rows: list[dict]) -> None:
+    """Speed-up against the case's ``baseline`` row, and time as a multiple of its ``floor`` row if any."""
     baselines = {row["case"]: row["median_s"] for row in rows if row["baseline"]}
+    floors = {row["case"]: row["median_s"] for row in rows if row.get("floor")}
     for row in rows:
         base = baselines.get(row["case"])
         row["speedup_vs_baseline"] = None if base is None else base / row["median_s"]
+        if floors:
+            floor = floors.get(row["case"])
+            row["times_floor"] = None if floor is None else row["median_s"] / floor
 
 
 def _markdown(name: str, meta: dict, rows: list[dict]) -> str:
     with_memory = any(row.get("peak_step_memory_mib") is not None for row in rows)
-    memory_header = " peak memory MiB |" if with_memory else ""
+    with_floor = any("times_floor" in row for row in rows)
+    memory_header = (" x floor |" if with_floor else "") + (" peak memory MiB |" if with_memory else "")
     lines = [
         f"# {name}",
         "",
@@ -139,13 +145,16 @@ def _markdown(name: str, meta: dict, rows: list[dict]) -> str:
         "",
         *([f"Note: {meta['note']}", ""] if meta.get("note") else []),
         f"| case | impl | median ms | min ms | tokens/s | speed-up vs baseline |{memory_header}",
-        "| --- | --- | ---: | ---: | ---: | ---: |" + (" ---: |" if with_memory else ""),
+        "| --- | --- | ---: | ---: | ---: | ---: |" + " ---: |" * (with_floor + with_memory),
     ]
     for row in rows:
         tps = f"{row['tokens_per_s']:,.0f}" if "tokens_per_s" in row else ""
         speedup = row["speedup_vs_baseline"]
         speedup = "baseline" if row["baseline"] else ("" if speedup is None else f"{speedup:.2f}x")
-        memory = f" {row.get('peak_step_memory_mib')} |" if with_memory else ""
+        floor = row.get("times_floor")
+        memory = (f" {'' if floor is None else f'{floor:.2f}x'} |" if with_floor else "") + (
+            f" {row.get('peak_step_memory_mib')} |" if with_memory else ""
+        )
         lines.append(
             f"| {row['case']} | {row['impl']} | {row['median_s'] * 1e3:.2f} | {row['min_s'] * 1e3:.2f} "
             f"| {tps} | {speedup} |{memory}"

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_bench_training_step import D_MODEL, DEVICE, _mark_dead, dense_peer_step, measure_step, sae_fast_step
+from test_bench_training_step import (
+    D_MODEL, DEVICE, _mark_dead, dense_peer_step, measure_step, peer_or_trainer_adam, sae_fast_step,
+)
 
 from sae_fast import BatchTopKSAE, MatryoshkaBatchTopKSAE
 
@@ -49,7 +51,7 @@ def test_bench_matryoshka_step(benchmark, record_benchmark, impl, size):
     torch.manual_seed(0)
     sae = _make_sae(impl, m)
     _mark_dead(sae)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=3e-4, betas=(0.9, 0.99))
+    optimizer = peer_or_trainer_adam(impl, sae)
     x = torch.randn(n, D_MODEL, device=DEVICE)
     step = dense_peer_step if impl == "dense_peer" else sae_fast_step
     measure_step(benchmark, record_benchmark, step, sae, optimizer, x, rounds=ROUNDS, file="matryoshka_step",

@@ -24,6 +24,8 @@ import pytest
 import torch
 
 from sae_fast import BatchTopKSAE
+from sae_fast.training import TrainConfig
+from sae_fast.training.optimizer import make_adam
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 D_MODEL = 768
@@ -37,6 +39,13 @@ else:
     K_VALUES = (K,)
     ROUNDS = 3
 DEAD_FRACTION = 0.2
+
+
+def peer_or_trainer_adam(impl: str, sae: BatchTopKSAE) -> torch.optim.Adam:
+    """The peers' plain Adam for the dense peer; for sae_fast the Adam its trainer builds (fused)."""
+    if impl == "dense_peer":
+        return torch.optim.Adam(sae.parameters(), lr=3e-4, betas=(0.9, 0.99))
+    return make_adam(sae, TrainConfig(lr=3e-4, betas=(0.9, 0.99)))
 
 
 def _make_sae(n_latents: int, k: int) -> BatchTopKSAE:
@@ -112,7 +121,7 @@ def test_bench_training_step(benchmark, record_benchmark, impl, size, k):
     torch.manual_seed(0)
     sae = _make_sae(m, k)
     _mark_dead(sae)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=3e-4, betas=(0.9, 0.99))
+    optimizer = peer_or_trainer_adam(impl, sae)
     x = torch.randn(n, D_MODEL, device=DEVICE)
     step = dense_peer_step if impl == "dense_peer" else sae_fast_step
     measure_step(benchmark, record_benchmark, step, sae, optimizer, x, rounds=ROUNDS, file="training_step",
