@@ -19,15 +19,16 @@ pytest.importorskip("triton")
 from sae_fast.kernels import select_reference as ref  # noqa: E402
 from sae_fast.kernels import select_triton as tri  # noqa: E402
 from sae_fast.kernels.triton_backend import TRITON_OPS  # noqa: E402
+from sae_fast.kernels.triton_interpreter import interpreting  # noqa: E402
 from sae_fast.sparse_codes import SparseCodes  # noqa: E402
 
-DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
+DEVICE = "cpu" if interpreting() else "cuda"
 
 
 @pytest.fixture(autouse=True)
 def _kernels_match_mode():
     # Triton fixes interpreter-vs-compiled when a kernel module is first imported.
-    if DEVICE == "cpu" and type(tri._scan_rows_kernel).__name__ != "InterpretedFunction":
+    if DEVICE == "cpu" and type(tri._count_above_cut_kernel).__name__ != "InterpretedFunction":
         pytest.fail("select_triton was imported before TRITON_INTERPRET=1 was set; set it for the run")
 
 
