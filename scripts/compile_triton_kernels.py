@@ -35,6 +35,7 @@ from sae_fast.io.atomic import atomic_write_text  # noqa: E402
 from sae_fast.kernels import encode_select_triton as enc  # noqa: E402
 from sae_fast.kernels import select_triton as sel  # noqa: E402
 from sae_fast.kernels import max_cosine_triton as cos  # noqa: E402
+from sae_fast.kernels import select_scan_triton as scan  # noqa: E402
 from sae_fast.kernels import sparse_products_triton as prod  # noqa: E402
 from sae_fast.kernels.triton_utils import DIGIT_BITS, RADIX_SHIFTS  # noqa: E402
 
@@ -76,22 +77,22 @@ def _variants():
 
 def _scan_variants(dtype: str):
     """The per-row count and write scans of the selections (columns=None: the whole row)."""
-    tiles = dict(BLOCK_R=sel._SCAN_ROWS, BLOCK_C=sel._SCAN_COLS)
-    yield f"count_above_cut {dtype}", sel._count_above_cut_kernel, dict(
+    tiles = dict(BLOCK_R=scan._SCAN_ROWS, BLOCK_C=scan._SCAN_COLS)
+    yield f"count_above_cut {dtype}", scan._count_above_cut_kernel, dict(
         pre_ptr=f"*{dtype}", n="i32", m="i32", row_stride="i32", cut_ptr="*i32", n_above_ptr="*i32",
         n_ties_ptr="*i32", **tiles,
     )  # fmt: skip
-    yield f"count_above_threshold {dtype}", sel._count_above_threshold_kernel, dict(
+    yield f"count_above_threshold {dtype}", scan._count_above_threshold_kernel, dict(
         pre_ptr=f"*{dtype}", n="i32", m="i32", row_stride="i32", thr_ptr="*fp32", thr_stride="i32",
         n_above_ptr="*i32", **tiles,
     )  # fmt: skip
     for columns in ("*i64", None):
-        yield f"write_above_cut {dtype} columns={columns}", sel._write_above_cut_kernel, dict(
+        yield f"write_above_cut {dtype} columns={columns}", scan._write_above_cut_kernel, dict(
             pre_ptr=f"*{dtype}", n="i32", m="i32", row_stride="i32", columns_ptr=columns, cut_ptr="*i32",
             cut_stride="i32", tie_budget_ptr="*i64", row_offsets_ptr="*i64", latent_out_ptr="*i64",
             value_out_ptr=f"*{dtype}", **tiles,
         )  # fmt: skip
-    yield f"write_above_threshold {dtype}", sel._write_above_threshold_kernel, dict(
+    yield f"write_above_threshold {dtype}", scan._write_above_threshold_kernel, dict(
         pre_ptr=f"*{dtype}", n="i32", m="i32", row_stride="i32", thr_ptr="*fp32", thr_stride="i32",
         row_offsets_ptr="*i64", latent_out_ptr="*i64", value_out_ptr=f"*{dtype}", **tiles,
     )  # fmt: skip

@@ -28,7 +28,7 @@ DEVICE = "cpu" if interpreting() else "cuda"
 @pytest.fixture(autouse=True)
 def _kernels_match_mode():
     # Triton fixes interpreter-vs-compiled when a kernel module is first imported.
-    if DEVICE == "cpu" and type(tri._count_above_cut_kernel).__name__ != "InterpretedFunction":
+    if DEVICE == "cpu" and type(tri._row_topk_cut_kernel).__name__ != "InterpretedFunction":
         pytest.fail("select_triton was imported before TRITON_INTERPRET=1 was set; set it for the run")
 
 
