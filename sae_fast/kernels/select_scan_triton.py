@@ -36,6 +36,13 @@ def load_columns(row_ptr, columns_ptr, cols, valid):
 
 
 @triton.jit
+def _row_block(pre_ptr, n, row_stride, BLOCK_R: tl.constexpr):
+    """This program's rows: their ids, which of them exist, and their start pointers ``[BLOCK_R, 1]``."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    return rows, rows < n, pre_ptr + rows.to(tl.int64)[:, None] * row_stride
+
+
+@triton.jit
 def _above_and_tied(raw, valid, cut):
     """Entries whose key is above ``cut``, and entries whose key equals a positive ``cut``."""
     key = positive_key(raw.to(tl.float32))
@@ -63,9 +70,7 @@ def _count_above_cut_kernel(
     pre_ptr, n, m, row_stride, cut_ptr, n_above_ptr, n_ties_ptr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
 ):  # fmt: skip
     """Per row: entries whose key is above the batch's cut key ``cut_ptr[0]``, and entries equal to it."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_valid = rows < n
-    row_ptr = pre_ptr + rows.to(tl.int64)[:, None] * row_stride
+    rows, row_valid, row_ptr = _row_block(pre_ptr, n, row_stride, BLOCK_R)
     cut = tl.load(cut_ptr)
     n_above = tl.zeros([BLOCK_R], dtype=tl.int32)
     n_ties = tl.zeros([BLOCK_R], dtype=tl.int32)
@@ -84,9 +89,7 @@ def _count_above_threshold_kernel(
     pre_ptr, n, m, row_stride, thr_ptr, thr_stride, n_above_ptr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr
 ):  # fmt: skip
     """Per row: positive entries above their latent's threshold (``thr_stride`` 0: one for all)."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_valid = rows < n
-    row_ptr = pre_ptr + rows.to(tl.int64)[:, None] * row_stride
+    rows, row_valid, row_ptr = _row_block(pre_ptr, n, row_stride, BLOCK_R)
     n_above = tl.zeros([BLOCK_R], dtype=tl.int32)
     for start in range(0, m, BLOCK_C):
         cols = start + tl.arange(0, BLOCK_C)
@@ -104,9 +107,7 @@ def _write_above_cut_kernel(
 ):  # fmt: skip
     """Write each row's entries above its cut key plus its first ``tie_budget`` entries equal to
     it, at ``row_offsets``. ``m`` entries take part: the row, or the columns at ``columns_ptr``."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_valid = rows < n
-    row_ptr = pre_ptr + rows.to(tl.int64)[:, None] * row_stride
+    rows, row_valid, row_ptr = _row_block(pre_ptr, n, row_stride, BLOCK_R)
     cut = tl.load(cut_ptr + rows * cut_stride, mask=row_valid, other=0)[:, None]
     tie_budget = tl.load(tie_budget_ptr + rows, mask=row_valid, other=0)[:, None]
     write_at = tl.load(row_offsets_ptr + rows, mask=row_valid, other=0)
@@ -129,9 +130,7 @@ def _write_above_threshold_kernel(
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     """Write each row's positive entries above their latent's threshold at ``row_offsets``."""
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_valid = rows < n
-    row_ptr = pre_ptr + rows.to(tl.int64)[:, None] * row_stride
+    rows, row_valid, row_ptr = _row_block(pre_ptr, n, row_stride, BLOCK_R)
     write_at = tl.load(row_offsets_ptr + rows, mask=row_valid, other=0)
     for start in range(0, m, BLOCK_C):
         cols = start + tl.arange(0, BLOCK_C)
