@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from sae_fast.autograd import sparse_decode
 from sae_fast.kernels.dispatch import kernel_ops
 from sae_fast.sae.base import Reconstruction
 from sae_fast.sparse_codes import SparseCodes
@@ -115,5 +116,5 @@ class StitchedSAE(nn.Module):
         normalized, normalization = self.small.input_normalization(x)
         codes = self.encode_sparse(x)
         W_dec = self.W_dec
-        x_hat = kernel_ops(W_dec.device, "auto", W_dec.dtype).sparse_decode(codes, W_dec, self.b_dec)
+        x_hat = sparse_decode(codes, W_dec, self.b_dec, kernel_ops(W_dec.device, "auto", W_dec.dtype))
         return Reconstruction(codes, normalization.restore(x_hat), normalized, x_hat)
