@@ -18,7 +18,7 @@ pytest.importorskip("triton")
 
 from sae_fast.kernels import select_reference as ref  # noqa: E402
 from sae_fast.kernels import select_triton as tri  # noqa: E402
-from sae_fast.kernels.triton_backend import TRITON_OPS  # noqa: E402
+from sae_fast.kernels.triton_backend import TRITON_OPS, is_available  # noqa: E402
 from sae_fast.kernels.triton_interpreter import interpreting  # noqa: E402
 from sae_fast.sparse_codes import SparseCodes  # noqa: E402
 
@@ -134,13 +134,15 @@ def test_rejects_bad_input():
 
 
 def test_backend_exposes_every_op():
-    assert TRITON_OPS.is_available()
+    assert is_available()
     assert TRITON_OPS.name == "triton"
     for op in (
         "batch_topk_select", "topk_select", "subset_topk_select", "threshold_select", "sparse_decode",
         "sparse_row_dots", "sparse_transpose_matmul", "encode_select",
     ):  # fmt: skip
         assert callable(getattr(TRITON_OPS, op))
-    assert TRITON_OPS.batch_topk_select is tri.batch_topk_select
+    # The backend's entries import the kernel modules on first call; they must reach these kernels.
+    pre = make_pre(5, 40, "ties", torch.float32, seed=3)
+    assert_same_codes(TRITON_OPS.batch_topk_select(pre, 7), tri.batch_topk_select(pre, 7))
     with pytest.raises(AttributeError):
         TRITON_OPS.no_such_op  # noqa: B018
