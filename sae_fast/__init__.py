@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # Imported on first use: the similarity package imports Triton, which fixes its interpreter mode
-    # (TRITON_INTERPRET) at import and would slow every `import sae_fast`.
+    # Imported on first use, so that `import sae_fast` stays light; the Triton kernel behind it is
+    # imported later still, when a CUDA tensor first needs it.
     if name == "max_cosine_similarity":
         from sae_fast.similarity import max_cosine_similarity
 

@@ -34,8 +34,10 @@ from triton.compiler import ASTSource  # noqa: E402
 from sae_fast.io.atomic import atomic_write_text  # noqa: E402
 from sae_fast.kernels import encode_select_triton as enc  # noqa: E402
 from sae_fast.kernels import select_triton as sel  # noqa: E402
+from sae_fast.kernels import max_cosine_triton as cos  # noqa: E402
+from sae_fast.kernels import select_scan_triton as scan  # noqa: E402
 from sae_fast.kernels import sparse_products_triton as prod  # noqa: E402
-from sae_fast.similarity import max_cosine_triton as cos  # noqa: E402
+from sae_fast.kernels.triton_utils import DIGIT_BITS, RADIX_SHIFTS  # noqa: E402
 
 from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
 
@@ -43,45 +45,57 @@ from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
 def _variants():
     """(label, kernel, {arg: type or constexpr value}) for every launch the package makes.
 
-    Pointer types are Triton signature strings ("*fp32"); scalars "i32"/"i64"; anything else is
-    a constexpr value. Every kernel argument must appear; ``num_warps``/``num_stages`` are the
+    Pointer types are Triton signature strings ("*fp32"); scalars "i32"/"i64"; None is an
+    optional pointer left out (Triton specialises it as a constexpr None); anything else is a
+    constexpr value. Every kernel argument must appear; ``num_warps``/``num_stages`` are the
     launch options (Triton's defaults, 4 and 3, where absent), as the launch sites pass them.
     """
     for dtype in ("fp32", "bf16"):
         yield f"batch_histogram {dtype}", sel._batch_histogram_kernel, dict(
             pre_ptr=f"*{dtype}", numel="i64", blocks_per_program="i32", state_ptr="*i64", hist_ptr="*i64",
-            SHIFT=16, NUM_BINS=sel.NUM_BINS, BLOCK=sel._HIST_BLOCK,
+            SHIFT=16, DIGIT_BITS=DIGIT_BITS, BLOCK=sel._HIST_BLOCK,
         )  # fmt: skip
-        for by_threshold, write, gather in ((False, False, False), (False, True, False), (True, False, False),
-                                            (True, True, False), (False, False, True), (False, True, True)):  # fmt: skip
-            yield (
-                f"scan_rows {dtype} threshold={by_threshold} write={write} gather={gather}",
-                sel._scan_rows_kernel,
-                dict(
-                    pre_ptr=f"*{dtype}", n="i32", m="i32", row_stride="i32", columns_ptr="*i64",
-                    cut_ptr="*i32", cut_stride="i32", thr_ptr="*fp32", thr_stride="i32", tie_budget_ptr="*i64",
-                    row_offsets_ptr="*i64", n_above_ptr="*i32", n_ties_ptr="*i32", latent_out_ptr="*i64",
-                    value_out_ptr=f"*{dtype}", BY_THRESHOLD=by_threshold, WRITE=write, GATHER=gather,
-                    BLOCK_R=sel._SCAN_ROWS, BLOCK_C=sel._SCAN_COLS,
-                ),
-            )  # fmt: skip
-        for gather in (False, True):
-            yield f"row_topk_cut {dtype} gather={gather}", sel._row_topk_cut_kernel, dict(
-                pre_ptr=f"*{dtype}", m="i32", row_stride="i32", columns_ptr="*i64", k="i32", cut_ptr="*i32",
-                tie_budget_ptr="*i64", count_ptr="*i64", GATHER=gather, BLOCK=sel._ROW_SELECT_COLS,
+        yield from _scan_variants(dtype)
+        for columns in ("*i64", None):
+            yield f"row_topk_cut {dtype} columns={columns}", sel._row_topk_cut_kernel, dict(
+                pre_ptr=f"*{dtype}", m="i32", row_stride="i32", columns_ptr=columns, k="i32", cut_ptr="*i32",
+                tie_budget_ptr="*i64", count_ptr="*i64", DIGIT_BITS=DIGIT_BITS, BLOCK=sel._ROW_SELECT_COLS,
             )  # fmt: skip
         for histogram, gather_aux in ((False, False), (True, False), (True, True), (False, True)):
             yield f"encode {dtype} histogram={histogram} aux={gather_aux}", enc._encode_kernel, dict(
                 x_ptr=f"*{dtype}", w_ptr=f"*{dtype}", b_enc_ptr=f"*{dtype}", b_dec_ptr=f"*{dtype}",
                 pre_ptr=f"*{dtype}", hist_ptr="*i64", aux_slot_ptr="*i32", aux_pre_ptr=f"*{dtype}",
                 n="i32", m="i32", d="i32", n_aux="i32", HISTOGRAM=histogram, GATHER_AUX=gather_aux,
-                SHIFT=sel.RADIX_SHIFTS[0], NUM_BINS=sel.NUM_BINS,
+                SHIFT=RADIX_SHIFTS[0], DIGIT_BITS=DIGIT_BITS,
                 PRECISION="tf32" if dtype == "fp32" else None, BM=enc._BM, BN=enc._BN, BK=enc._BK,
                 GROUP_M=enc._GROUP_M, DOT_IN_FP32=False, num_warps=enc._WARPS, num_stages=enc._STAGES,
             )  # fmt: skip
-    yield "batch_refine", sel._batch_refine_kernel, dict(hist_ptr="*i64", state_ptr="*i64", SHIFT=8, NUM_BINS=sel.NUM_BINS)
+    yield "batch_refine", sel._batch_refine_kernel, dict(hist_ptr="*i64", state_ptr="*i64", SHIFT=8, DIGIT_BITS=DIGIT_BITS)
     yield from _product_variants()
     yield from _max_cosine_variants()
+
+
+def _scan_variants(dtype: str):
+    """The per-row count and write scans of the selections (columns=None: the whole row)."""
+    tiles = dict(BLOCK_R=scan._SCAN_ROWS, BLOCK_C=scan._SCAN_COLS)
+    yield f"count_above_cut {dtype}", scan._count_above_cut_kernel, dict(
+        pre_ptr=f"*{dtype}", n="i32", m="i32", row_stride="i32", cut_ptr="*i32", n_above_ptr="*i32",
+        n_ties_ptr="*i32", **tiles,
+    )  # fmt: skip
+    yield f"count_above_threshold {dtype}", scan._count_above_threshold_kernel, dict(
+        pre_ptr=f"*{dtype}", n="i32", m="i32", row_stride="i32", thr_ptr="*fp32", thr_stride="i32",
+        n_above_ptr="*i32", **tiles,
+    )  # fmt: skip
+    for columns in ("*i64", None):
+        yield f"write_above_cut {dtype} columns={columns}", scan._write_above_cut_kernel, dict(
+            pre_ptr=f"*{dtype}", n="i32", m="i32", row_stride="i32", columns_ptr=columns, cut_ptr="*i32",
+            cut_stride="i32", tie_budget_ptr="*i64", row_offsets_ptr="*i64", latent_out_ptr="*i64",
+            value_out_ptr=f"*{dtype}", **tiles,
+        )  # fmt: skip
+    yield f"write_above_threshold {dtype}", scan._write_above_threshold_kernel, dict(
+        pre_ptr=f"*{dtype}", n="i32", m="i32", row_stride="i32", thr_ptr="*fp32", thr_stride="i32",
+        row_offsets_ptr="*i64", latent_out_ptr="*i64", value_out_ptr=f"*{dtype}", **tiles,
+    )  # fmt: skip
 
 
 def _product_variants():
@@ -124,7 +138,7 @@ def _split(fn, spec: dict) -> tuple[dict, dict, dict]:
     extra = set(spec) - set(fn.arg_names)
     if missing or extra:
         raise SystemExit(f"{fn.__name__}: spec is missing {sorted(missing)} / has unknown {sorted(extra)}")
-    constexpr_names = {p.name for p in fn.params if p.is_constexpr}
+    constexpr_names = {p.name for p in fn.params if p.is_constexpr} | {k for k, v in spec.items() if v is None}
     signature = {name: ("constexpr" if name in constexpr_names else spec[name]) for name in fn.arg_names}
     constexprs = {name: spec[name] for name in constexpr_names}
     return signature, constexprs, options

@@ -19,8 +19,9 @@ FACADE = "sae_fast"  # sae_fast/__init__.py: the public re-exports, above everyt
 # each other, so the order admits no cycle.
 ORDER: list[set[str]] = [
     {"_C", "sparse_codes"},  # the compiled extension and the CSR result type every kernel returns
-    {"kernels", "similarity"},
-    {"validation", "config_fields"},  # config_fields: dataclass field help, for the workflow configs
+    {"kernels"},
+    {"similarity"},  # workflow-level names of the kernel layer's max-cosine ops
+    {"validation", "config_fields"},  # config_fields: the dataclass-field helpers every workflow config uses
     {"autograd", "block_decode"},
     {"sae"},
     {"io"},

@@ -1,13 +1,9 @@
-"""Stitching: union-find, swap groups, StitchedSAE identities, incremental path vs recomputation, analyses."""
+"""Stitching: swap groups, StitchedSAE identities, incremental path vs recomputation, analyses."""
 
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
-import sysconfig
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +16,6 @@ from sae_fast.stitching import (
     StitchingConfig,
     activation_vs_decoder_similarity,
     classify_latents,
-    connected_components,
     encode_eval_set,
     find_swap_groups,
     interpolation_path,
@@ -34,9 +29,7 @@ from sae_fast.stitching import (
     roc_curve,
     single_latent_insertion_effects,
 )
-from sae_fast.stitching.union_find import connected_components_python, cpp_available
 
-ROOT = Path(__file__).resolve().parents[1]
 D = 24
 
 
@@ -63,7 +56,6 @@ def _pair(dtype=torch.float64, arch="topk", normalize="none"):
     return small.eval(), large.eval(), x
 
 
-# ---------------------------------------------------------------- union-find
 def _bfs_labels(n, edges):
     adj = [[] for _ in range(n)]
     for a, b in edges:
@@ -83,58 +75,6 @@ def _bfs_labels(n, edges):
                     queue.append(nb)
         # s is the smallest unvisited node, hence the smallest member of its component
     return labels
-
-
-def _random_graphs():
-    rng = np.random.default_rng(0)
-    yield 1, np.zeros((0, 2), dtype=np.int64)
-    yield 5, np.array([[0, 0], [4, 4]])
-    for n, e in [(10, 4), (50, 40), (200, 150), (300, 1000)]:
-        yield n, rng.integers(0, n, size=(e, 2))
-
-
-@pytest.mark.parametrize("backend", ["python", "auto"])
-def test_connected_components_match_bfs(backend):
-    for n, edges in _random_graphs():
-        got = connected_components(n, torch.from_numpy(edges[:, 0]), torch.from_numpy(edges[:, 1]), backend=backend)
-        assert got.tolist() == _bfs_labels(n, edges.tolist())
-
-
-def test_cpp_union_find_matches_bfs(tmp_path):
-    """Build csrc/union_find.cpp on its own (the package extension may predate it) and compare."""
-    import pybind11
-
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    out = tmp_path / f"_uf_standalone{suffix}"
-    cmd = ["c++", "-O1", "-std=c++17", "-shared", "-fPIC", "-DSAE_FAST_UNION_FIND_STANDALONE=_uf_standalone",
-           f"-I{pybind11.get_include()}", f"-I{sysconfig.get_paths()['include']}",
-           str(ROOT / "csrc" / "union_find.cpp"), "-o", str(out)]
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=240)
-    except (FileNotFoundError, subprocess.CalledProcessError) as error:
-        pytest.skip(f"no working C++ compiler here: {error}")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import _uf_standalone
-    finally:
-        sys.path.pop(0)
-    for n, edges in _random_graphs():
-        got = _uf_standalone.connected_components(n, edges[:, 0].copy(), edges[:, 1].copy())
-        assert got.tolist() == _bfs_labels(n, edges.tolist())
-        assert got.tolist() == connected_components_python(n, edges[:, 0], edges[:, 1]).tolist()
-    with pytest.raises((IndexError, ValueError)):
-        _uf_standalone.connected_components(3, np.array([0]), np.array([3]))
-
-
-def test_connected_components_validation():
-    with pytest.raises(ValueError):
-        connected_components(3, torch.tensor([0]), torch.tensor([3]))
-    with pytest.raises(ValueError):
-        connected_components(3, torch.tensor([0, 1]), torch.tensor([1]))
-    with pytest.raises(TypeError):
-        connected_components(3, torch.tensor([0.0]), torch.tensor([1.0]))
-    if cpp_available():
-        assert connected_components(4, torch.tensor([3]), torch.tensor([1]), backend="cpp").tolist() == [0, 1, 2, 1]
 
 
 # ---------------------------------------------------------------- classification and groups

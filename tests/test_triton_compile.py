@@ -21,6 +21,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compile_triton_kerne
 def test_every_kernel_compiles_for_sm90():
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    # The script must import this checkout's kernels, not whichever copy the environment installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPT.parents[1]), env.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, str(SCRIPT), "--arch", "90"], env=env, capture_output=True,
                             text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

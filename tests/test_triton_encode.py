@@ -17,8 +17,9 @@ pytest.importorskip("triton")
 
 from sae_fast.kernels import encode_select_triton as tri  # noqa: E402
 from sae_fast.kernels import select_reference as ref  # noqa: E402
+from sae_fast.kernels.triton_interpreter import interpreting  # noqa: E402
 
-DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
+DEVICE = "cpu" if interpreting() else "cuda"
 
 
 @pytest.fixture(autouse=True)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import torch
 
 from sae_fast.kernels import encode_select_reference, select_reference, sparse_decode_reference
 from sae_fast.kernels.ops import KernelOps
+from sae_fast.kernels.triton_interpreter import interpreting
 
 BACKENDS = ("auto", "torch", "cpp", "triton")
 """``torch``/``cpp``/``triton``: the plain-torch specs, the C++ ops or the Triton kernels;
@@ -66,7 +66,7 @@ def kernel_ops(device: torch.device, backend: str, dtype: torch.dtype = torch.fl
         return ops
     if backend == "triton":
         ops = _triton_ops()
-        if ops is None or (device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1"):
+        if ops is None or (device.type != "cuda" and not interpreting()):
             raise ValueError(
                 "backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU testing) and triton"
             )

@@ -25,18 +25,21 @@ from torch import Tensor
 
 from sae_fast.kernels.select_reference import check_latent_subset
 from sae_fast.kernels.select_triton import (
-    NUM_BINS,
-    RADIX_SHIFTS,
     SUPPORTED_DTYPES,
     batch_topk_select_with_histogram,
     check_budget,
-    check_kernel_tensor,
-    digit_histogram,
-    interpreting,
-    positive_key,
     row_topk,
     threshold_select,
     topk_select,
+)
+from sae_fast.kernels.triton_interpreter import interpreting
+from sae_fast.kernels.triton_utils import (
+    DIGIT_BITS,
+    NUM_BINS,
+    RADIX_SHIFTS,
+    check_kernel_tensor,
+    digit_histogram,
+    positive_key,
 )
 from sae_fast.sparse_codes import SparseCodes
 
@@ -55,7 +58,7 @@ else:
 @triton.jit
 def _encode_kernel(
     x_ptr, w_ptr, b_enc_ptr, b_dec_ptr, pre_ptr, hist_ptr, aux_slot_ptr, aux_pre_ptr, n, m, d, n_aux,
-    HISTOGRAM: tl.constexpr, GATHER_AUX: tl.constexpr, SHIFT: tl.constexpr, NUM_BINS: tl.constexpr,
+    HISTOGRAM: tl.constexpr, GATHER_AUX: tl.constexpr, SHIFT: tl.constexpr, DIGIT_BITS: tl.constexpr,
     PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
     GROUP_M: tl.constexpr, DOT_IN_FP32: tl.constexpr,
 ):  # fmt: skip
@@ -105,8 +108,8 @@ def _encode_kernel(
         tl.store(aux_at, out, mask=valid & (slot >= 0)[None, :])
     if HISTOGRAM:
         key = tl.reshape(positive_key(out.to(tl.float32)), [BM * BN])
-        hist = digit_histogram(key, tl.reshape(valid, [BM * BN]), 0, SHIFT, NUM_BINS)
-        tl.atomic_add(hist_ptr + tl.arange(0, NUM_BINS), hist.to(tl.int64), mask=hist > 0)
+        hist = digit_histogram(key, tl.reshape(valid, [BM * BN]), 0, SHIFT, DIGIT_BITS)
+        tl.atomic_add(hist_ptr + tl.arange(0, 1 << DIGIT_BITS), hist.to(tl.int64), mask=hist > 0)
 
 
 def _check_inputs(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor) -> None:
@@ -160,7 +163,7 @@ def _encode(
         aux_slot if aux_slot is not None else pre, aux_pre if aux_pre is not None else pre,
         n, m, d, 0 if aux_pre is None else aux_pre.shape[1],
         HISTOGRAM=top_digit_histogram is not None, GATHER_AUX=aux_pre is not None,
-        SHIFT=RADIX_SHIFTS[0], NUM_BINS=NUM_BINS,
+        SHIFT=RADIX_SHIFTS[0], DIGIT_BITS=DIGIT_BITS,
         PRECISION=("tf32" if use_tf32 else "ieee") if x.dtype == torch.float32 else None, BM=_BM, BN=_BN, BK=_BK, GROUP_M=_GROUP_M,
         DOT_IN_FP32=interpreting() and x.dtype != torch.float32, num_warps=_WARPS, num_stages=_STAGES,
     )  # fmt: skip

@@ -21,8 +21,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from sae_fast.kernels.select_triton import check_kernel_tensor, interpreting
 from sae_fast.kernels.sparse_decode_reference import split_rows_by_level
+from sae_fast.kernels.triton_interpreter import interpreting
+from sae_fast.kernels.triton_utils import check_kernel_tensor
 from sae_fast.sparse_codes import SparseCodes
 
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,13 +18,14 @@ from torch import Tensor
 
 from sae_fast.kernels.ops import KernelOps
 from sae_fast.kernels.selection_rule import EncodedSelection, SelectionRule
+from sae_fast.kernels.triton_interpreter import interpreting
 
 
 def is_available() -> bool:
     """Triton is importable and there is a GPU to run on, or the CPU interpreter is on."""
     if importlib.util.find_spec("triton") is None:
         return False
-    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+    return torch.cuda.is_available() or interpreting()
 
 
 def _kernel(module: str, name: str) -> Callable[..., Any]:

@@ -1,6 +1,7 @@
 """SAE stitching (paper section 4): novel vs reconstruction latents, swap groups, stitched SAEs,
 the interpolation path between two SAE sizes, and the analyses behind Figs. 4, 5, 10, 11, 14, 16, 19."""
 
+from sae_fast.kernels.union_find import connected_components
 from sae_fast.stitching.classify import LatentClassification, classify_latents, reconstruction_fraction
 from sae_fast.stitching.config import GEMMA_SCOPE_THRESHOLD, GPT2_THRESHOLD, StitchingConfig, as_stitching_config
 from sae_fast.stitching.encoded import EncodedEvalSet, LatentColumns, encode_eval_set, encode_sparse_batched
@@ -9,7 +10,6 @@ from sae_fast.stitching.groups import SwapGroup, SwapGroups, find_swap_groups
 from sae_fast.stitching.incremental import IncrementalStitchedError
 from sae_fast.stitching.interpolation import InterpolationPath, interpolation_path
 from sae_fast.stitching.stitched_sae import StitchedSAE
-from sae_fast.stitching.union_find import connected_components
 
 __all__ = [
     "EncodedEvalSet", "GEMMA_SCOPE_THRESHOLD", "GPT2_THRESHOLD", "IncrementalStitchedError",

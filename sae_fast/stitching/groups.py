@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sae_fast.kernels.union_find import connected_components
 from sae_fast.similarity import cosine_pairs_above
 from sae_fast.sae.decoder_rows import decoder_rows
 from sae_fast.stitching.config import StitchingConfig, as_stitching_config
-from sae_fast.stitching.union_find import connected_components
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def find_swap_groups(
 
     ``config`` gives the threshold (a bare number is the threshold) and ``block_size``; ``fields``
     replace config fields. ``backend`` selects the union-find implementation (``"auto"``, ``"cpp"``,
-    ``"python"``).
+    ``"torch"``).
     """
     config = as_stitching_config(config, **fields)
     threshold = config.threshold

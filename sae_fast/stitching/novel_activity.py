@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sae_fast.kernels.sparse_decode_reference import sparse_decode
+from sae_fast.kernels.dispatch import kernel_ops
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.stitching.classify import classify_latents
 from sae_fast.stitching.config import StitchingConfig, as_stitching_config
@@ -34,7 +34,8 @@ class NovelLatentMSE:
 
 def _token_mse(x: Tensor, codes: SparseCodes, W: Tensor, b: Tensor) -> Tensor:
     f64 = torch.float64
-    recon = sparse_decode(codes.with_values(codes.values.to(f64)), W.detach().to(f64), b.detach().to(f64))
+    ops = kernel_ops(W.device, "auto", f64)
+    recon = ops.sparse_decode(codes.with_values(codes.values.to(f64)), W.detach().to(f64), b.detach().to(f64))
     return (x.to(f64) - recon).pow(2).mean(dim=1)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sae_fast.kernels.sparse_decode_reference import sparse_decode, sparse_row_dots
+from sae_fast.kernels.dispatch import kernel_ops
 from sae_fast.stitching.classify import classify_latents
 from sae_fast.stitching.config import StitchingConfig, as_stitching_config
 from sae_fast.stitching.encoded import EncodedEvalSet, encode_eval_set
@@ -49,12 +49,13 @@ def single_latent_insertion_effects(
     c0, c1 = encoded.small_codes, encoded.large_codes
     x64 = encoded.x.to(f64)
     n, d = x64.shape
-    small_residual = x64 - sparse_decode(c0.with_values(c0.values.to(f64)), W0, b0)
+    ops = kernel_ops(x64.device, "auto", f64)
+    small_residual = x64 - ops.sparse_decode(c0.with_values(c0.values.to(f64)), W0, b0)
     small_mse = float(small_residual.pow(2).sum()) / (n * d)
     a = W0.shape[0] / (W0.shape[0] + 1)
     u = small_residual - (1 - a) * (b1 - b0)
     v = c1.values.to(f64)
-    per_entry = v.pow(2) * W1.pow(2).sum(dim=1)[c1.latent_indices] - 2 * v * sparse_row_dots(c1, u, W1)
+    per_entry = v.pow(2) * W1.pow(2).sum(dim=1)[c1.latent_indices] - 2 * v * ops.sparse_row_dots(c1, u, W1)
     change = torch.zeros(W1.shape[0], dtype=f64, device=u.device).index_add_(0, c1.latent_indices, per_entry)
     inserted_mse = (float(u.pow(2).sum()) + change) / (n * d)
     classification = classify_latents(small, large, config)

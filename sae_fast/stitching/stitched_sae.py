@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sae_fast.kernels.sparse_decode_reference import sparse_decode
+from sae_fast.autograd import sparse_decode
+from sae_fast.kernels.dispatch import kernel_ops
 from sae_fast.sae.base import Reconstruction
 from sae_fast.sparse_codes import SparseCodes
 from sae_fast.stitching.encoded import check_same_normalization
@@ -114,5 +115,6 @@ class StitchedSAE(nn.Module):
         check_same_normalization(self.small, self.large)
         normalized, normalization = self.small.input_normalization(x)
         codes = self.encode_sparse(x)
-        x_hat = sparse_decode(codes, self.W_dec, self.b_dec)
+        W_dec = self.W_dec
+        x_hat = sparse_decode(codes, W_dec, self.b_dec, kernel_ops(W_dec.device, "auto", W_dec.dtype))
         return Reconstruction(codes, normalization.restore(x_hat), normalized, x_hat)

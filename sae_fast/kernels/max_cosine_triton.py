@@ -8,7 +8,7 @@ the cosine matrix never reaches global memory: the output is just ``m1`` values 
 Operand precision: ``"bf16"`` (operands rounded to bf16), ``"tf32"`` (fp32 operands, tensor-core
 tf32 products) or ``"ieee"`` (exact fp32). The conventions (zero rows have cosine 0 with
 everything, ties go to the lowest key index) are those of
-:mod:`sae_fast.similarity.max_cosine_reference`: inside a tile the smallest column attaining the
+:mod:`sae_fast.kernels.max_cosine_reference`: inside a tile the smallest column attaining the
 maximum is taken, and a later tile wins only on a strictly larger value.
 
 Runs on CUDA, and on CPU tensors under ``TRITON_INTERPRET=1`` (how the tests exercise it).
@@ -16,13 +16,13 @@ Runs on CUDA, and on CPU tensors under ``TRITON_INTERPRET=1`` (how the tests exe
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from sae_fast.similarity.max_cosine_reference import normalize_rows
+from sae_fast.kernels.cosine_rows import normalize_rows
+from sae_fast.kernels.triton_interpreter import interpreting
 
 try:
     import triton
@@ -91,13 +91,6 @@ if triton is not None:
         tl.store(out_idx_ptr + rows, best_idx, mask=row_mask)
 
 
-def _interpreting() -> bool:
-    # Triton 3.x's interpreter multiplies bf16 dot operands as raw 16-bit integers (garbage). A
-    # bf16 x bf16 product is exact in fp32, so upcasting before an fp32 ``tl.dot`` computes exactly
-    # what the tensor cores do with fp32 accumulation; we only do it under the interpreter.
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def default_precision(queries: Tensor, keys: Tensor, exact: bool) -> Precision:
     """Exact fp32 when asked; bf16 for half-precision inputs; tf32 otherwise."""
     if exact:
@@ -107,7 +100,7 @@ def default_precision(queries: Tensor, keys: Tensor, exact: bool) -> Precision:
     return "tf32"
 
 
-def max_cosine_similarity_triton(
+def max_cosine_similarity(
     queries: Tensor,
     keys: Tensor,
     *,
@@ -120,7 +113,7 @@ def max_cosine_similarity_triton(
 ) -> tuple[Tensor, Tensor]:
     """``(max_cos [m1] fp32, argmax [m1] int64)`` via the Triton kernel (inputs already validated)."""
     if triton is None:
-        raise RuntimeError("triton is not installed; use max_cosine_similarity_blocked instead")
+        raise RuntimeError("triton is not installed; use backend='torch' (the blocked path) instead")
     if precision not in ("bf16", "tf32", "ieee"):
         raise ValueError(f"precision must be 'bf16', 'tf32' or 'ieee', got {precision!r}")
     for name, b in (("block_m", block_m), ("block_n", block_n), ("block_d", block_d)):
@@ -151,7 +144,10 @@ def max_cosine_similarity_triton(
         BLOCK_N=block_n,
         BLOCK_D=block_d,
         INPUT_PRECISION="ieee" if precision == "bf16" else precision,
-        UPCAST_OPERANDS=precision == "bf16" and _interpreting(),
+        # Triton's interpreter multiplies bf16 dot operands as raw 16-bit integers (garbage). A
+        # bf16 x bf16 product is exact in fp32, so upcasting before an fp32 ``tl.dot`` computes
+        # exactly what the tensor cores do with fp32 accumulation.
+        UPCAST_OPERANDS=precision == "bf16" and interpreting(),
         num_warps=num_warps,
         num_stages=num_stages,
     )

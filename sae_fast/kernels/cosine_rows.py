@@ -1,13 +1,9 @@
-"""Brute-force decoder-cosine statistics: the specification the blocked and Triton paths must match.
+"""Row normalisation and input checks shared by every decoder-cosine path.
 
-These functions materialise the full ``[m1, m0]`` cosine matrix, so they are only for tests and
-small inputs. The conventions they define are shared by every backend:
-
-- Rows are compared by cosine similarity ``<q, k> / (|q| |k|)``.
-- A zero-norm row (query or key) has cosine exactly 0 with every row. Normalising such a row would
-  divide by zero; defining its cosine as 0 keeps results finite and matches the geometric intuition
-  that a zero decoder direction is similar to nothing.
-- Ties go to the lowest key index (so a zero query's argmax is key 0).
+The zero-row convention lives here because every path (reference, blocked, Triton) normalises
+with :func:`normalize_rows`: a zero-norm row has cosine exactly 0 with every row. Normalising
+such a row would divide by zero; defining its cosine as 0 keeps results finite and matches the
+geometric intuition that a zero decoder direction is similar to nothing.
 """
 
 from __future__ import annotations
@@ -48,27 +44,5 @@ def normalize_rows(x: Tensor) -> Tensor:
 
 
 def cosine_matrix(queries: Tensor, keys: Tensor) -> Tensor:
-    """The full ``[m1, m0]`` cosine matrix."""
+    """The full ``[m1, m0]`` cosine matrix (memory ``m1 * m0``: for small inputs and tests)."""
     return normalize_rows(queries) @ normalize_rows(keys).T
-
-
-def max_cosine_similarity_reference(queries: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
-    """``(max_cos [m1], argmax [m1])`` over keys, ties to the lowest key index."""
-    cos = cosine_matrix(queries, keys)
-    # torch.max along a dim returns the first maximal index, i.e. the lowest key index.
-    values, indices = cos.max(dim=1)
-    return values, indices
-
-
-def top_n_cosine_neighbours_reference(queries: Tensor, keys: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """The ``n`` most similar keys per query, descending; ties to the lower key index."""
-    cos = cosine_matrix(queries, keys)
-    order = torch.sort(cos, dim=1, descending=True, stable=True)
-    return order.values[:, :n], order.indices[:, :n]
-
-
-def cosine_pairs_above_reference(queries: Tensor, keys: Tensor, tau: float) -> tuple[Tensor, Tensor, Tensor]:
-    """All ``(query_idx, key_idx, cos)`` with ``cos >= tau``, sorted by query then key."""
-    cos = cosine_matrix(queries, keys)
-    q_idx, k_idx = (cos >= tau).nonzero(as_tuple=True)
-    return q_idx, k_idx, cos[q_idx, k_idx]

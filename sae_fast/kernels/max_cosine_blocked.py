@@ -1,4 +1,4 @@
-"""Blocked cosine statistics in plain torch: the CPU path (also correct on any other device).
+"""Blocked cosine statistics in plain torch: the ``"torch"`` backend, the CPU path (correct on any device).
 
 The ``[m1, m0]`` cosine matrix of two large dictionaries does not fit in memory (24,576 x 98,304
 fp32 is 9.7 GB), yet every statistic we need is a reduction over keys. So both inputs are
@@ -6,7 +6,7 @@ normalised once and the product is formed one ``[query_block, key_block]`` tile 
 single reused buffer, folding each tile into a running result. Peak extra memory is the two
 normalised copies plus one tile, independent of ``m1 * m0``.
 
-Conventions (zero rows, ties) are those of :mod:`sae_fast.similarity.max_cosine_reference`: key
+Conventions (zero rows, ties) are those of :mod:`sae_fast.kernels.max_cosine_reference`: key
 blocks are visited in ascending order and a later block only wins on a *strictly* larger value,
 so ties keep the lowest key index.
 """
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from sae_fast.similarity.max_cosine_reference import normalize_rows
+from sae_fast.kernels.cosine_rows import normalize_rows
 
 DEFAULT_BLOCK_SIZE = (2048, 4096)
 """(query rows, key rows) per tile: 32 MiB of fp32; large enough for BLAS efficiency, small next to the inputs."""
@@ -56,7 +56,7 @@ def _cosine_tiles(
             yield q0, k0, tile
 
 
-def max_cosine_similarity_blocked(
+def max_cosine_similarity(
     queries: Tensor, keys: Tensor, *, block_size: int | tuple[int, int] | None = None
 ) -> tuple[Tensor, Tensor]:
     """``(max_cos [m1], argmax [m1] int64)`` of each query over all keys, one tile at a time."""
@@ -88,7 +88,7 @@ def _tile_top_n(tile: Tensor, n: int) -> tuple[Tensor, Tensor]:
     return vals, idx
 
 
-def top_n_cosine_neighbours_blocked(
+def top_n_cosine_neighbours(
     queries: Tensor, keys: Tensor, n: int, *, block_size: int | tuple[int, int] | None = None
 ) -> tuple[Tensor, Tensor]:
     """The ``n`` most similar keys per query (descending ``[m1, n]`` values and int64 indices)."""
@@ -110,7 +110,7 @@ def top_n_cosine_neighbours_blocked(
     return best_val, best_idx
 
 
-def cosine_pairs_above_blocked(
+def cosine_pairs_above(
     queries: Tensor, keys: Tensor, tau: float, *, block_size: int | tuple[int, int] | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """All ``(query_idx, key_idx, cos)`` with ``cos >= tau``, sorted by query then key index."""
