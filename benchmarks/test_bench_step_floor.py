@@ -83,7 +83,7 @@ def test_bench_sae_lens_step(benchmark, record_benchmark):
 
     torch.manual_seed(0)
     sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=D, d_sae=M, k=K, dtype="float32", device="cpu"))
-    config = SAETrainerConfig(total_training_samples=N * 1000, train_batch_size_samples=N, lr=3e-4,
+    config = SAETrainerConfig(total_training_samples=N * 1000, train_batch_size_samples=N, lr=3e-4, lr_end=3e-4,
                               adam_beta2=0.99, device="cpu")
     trainer = SAETrainer(config, sae, data_provider=iter(()))
     x, n_dead = _inputs(), int(DEAD_FRACTION * M)

@@ -27,12 +27,6 @@ def prefers_dense_block(codes: SparseCodes, block: Tensor) -> bool:
     return cells > 0 and codes.nnz >= DENSE_BLOCK_MIN_DENSITY * cells
 
 
-def _scatter(codes_tokens: Tensor, positions: Tensor, values: Tensor, n: int, width: int) -> Tensor:
-    dense = values.new_zeros(n, width)
-    dense[codes_tokens, positions] = values
-    return dense
-
-
 class BlockDecode(torch.autograd.Function):
     """``sum_{j in row i} relu_value_j * W_dec[latent(j)]`` for codes whose latents lie in ``block``.
 
@@ -50,26 +44,23 @@ class BlockDecode(torch.autograd.Function):
         column = torch.full((W_dec.shape[0],), -1, dtype=torch.int64, device=block.device)
         column[block] = torch.arange(block.numel(), device=block.device)
         positions = column[codes.latent_indices]
-        codes_dense = _scatter(tokens, positions, codes.values.to(W_dec.dtype), codes.n_tokens, block.numel())
+        codes_dense = W_dec.new_zeros(codes.n_tokens, block.numel())
+        codes_dense[tokens, positions] = codes.values.to(W_dec.dtype)
         # Kept for the backward ([n, #block], a quarter of the [n, d_sae] matrix the encoder freed).
-        ctx.save_for_backward(x, b_dec, W_enc, W_dec, block, tokens, positions, codes_dense)
+        ctx.save_for_backward(x, b_dec, W_enc, W_dec, block, codes_dense)
         return codes_dense @ W_dec.index_select(0, block)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        x, b_dec, W_enc, W_dec, block, tokens, positions, codes_dense = ctx.saved_tensors
+        x, b_dec, W_enc, W_dec, block, codes_dense = ctx.saved_tensors
         need_x, need_b_dec, need_W_enc, need_b_enc, need_W_dec = ctx.needs_input_grad[:5]
-        n, width = x.shape[0], block.numel()
         grad_x = grad_b_dec = grad_W_enc = grad_b_enc = grad_W_dec = None
         W_block = W_dec.index_select(0, block)
         if need_W_dec:
             grad_W_dec = torch.zeros_like(W_dec).index_copy_(0, block, codes_dense.t() @ grad_out)
         # d loss / d value at the kept cells only: the GEMM, then zero the cells that were not kept.
-        grad_codes = grad_out @ W_block.t()
-        kept = torch.zeros(n, width, dtype=torch.bool, device=x.device)
-        kept[tokens, positions] = True
-        grad_codes.masked_fill_(~kept, 0)
-        del kept
+        # Kept values are positive, so the zeros of codes_dense are exactly the cells not kept.
+        grad_codes = (grad_out @ W_block.t()).masked_fill_(codes_dense == 0, 0)
         if need_W_enc:
             grad_W_enc = torch.zeros_like(W_enc).index_copy_(1, block, (x - b_dec).t() @ grad_codes)
         if need_b_enc or need_b_dec:

@@ -57,22 +57,26 @@ def _flat_to_codes(flat: Tensor, values: Tensor, n: int, d_sae: int) -> SparseCo
 @torch.no_grad()
 def encode_select(
     x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, rule: SelectionRule,
-    aux_latents: Tensor | None = None, aux_k: int = 0,
+    aux_latents: Tensor | None = None, aux_k: int = 0, out: Tensor | None = None,
 ) -> EncodedSelection:  # fmt: skip
-    """Same kept entries as the spec, without an ``[n, d_sae]`` buffer; see the module docstring."""
+    """Same kept entries as the spec, in blocks of at most ``BLOCK_BYTES``; see the module docstring.
+
+    ``out``: a reusable buffer for the (first block of) pre-activations, as in the spec.
+    """
     n, d_sae = x.shape[0], W_enc.shape[1]
     rows = block_rows(d_sae, x.element_size())
     if rows >= n:  # one block: the spec's own buffer is no larger than ours would be
-        pre = encode(x, W_enc, b_enc, b_dec)
+        pre = encode(x, W_enc, b_enc, b_dec, out)
         aux_codes = None if aux_latents is None else cpu.subset_topk_select(pre, aux_latents, aux_k)
         return EncodedSelection(rule.apply(cpu, pre), aux_codes)
     centred = x - b_dec
-    buffer = torch.empty(rows, d_sae, dtype=x.dtype)
+    reusable = out is not None and out.dtype == x.dtype and out.dim() == 2 and out.shape[1] == d_sae
+    buffer = out if reusable and out.shape[0] >= rows else torch.empty(rows, d_sae, dtype=x.dtype)
     blocks, aux_blocks = [], []
     flat, kept = torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=x.dtype)
     for first in range(0, n, rows):
         last = min(n, first + rows)
-        pre = torch.addmm(b_enc, centred[first:last], W_enc, out=buffer[: last - first]).relu_()
+        pre = torch.mm(centred[first:last], W_enc, out=buffer[: last - first]).add_(b_enc).relu_()
         if rule.kind == "batch_topk":
             block = cpu.batch_topk_select(pre, rule.value)
             flat = torch.cat([flat, (block.token_indices() + first) * d_sae + block.latent_indices])

@@ -30,7 +30,8 @@ class KernelOps:
     threshold_select: Callable[[Tensor, Tensor | float], SparseCodes]
     """``(pre, threshold)``: entries strictly above a scalar or per-latent threshold."""
     encode_select: Callable[..., EncodedSelection]
-    """``(x, W_enc, b_enc, b_dec, rule, aux_latents=None, aux_k=0)``: encode, then select (and the aux subset)."""
+    """``(x, W_enc, b_enc, b_dec, rule, aux_latents=None, aux_k=0, out=None)``: encode, then select (and the
+    aux subset); ``out`` is a reusable ``[n, d_sae]`` buffer for the pre-activations."""
     sparse_decode: Callable[..., Tensor]
     """``(codes, W [d_sae, d], bias=None)``: ``out[i] = bias + sum_j values[j] * W[latent(j)]``."""
     nested_sparse_decode: Callable[..., Tensor]

@@ -43,8 +43,9 @@ _RULE_KEYWORD = {"batch_topk": "k_total", "topk": "k", "threshold": "threshold"}
 
 def _encode_select(
     x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor, rule: SelectionRule,
-    aux_latents: Tensor | None = None, aux_k: int = 0,
+    aux_latents: Tensor | None = None, aux_k: int = 0, out: Tensor | None = None,
 ) -> EncodedSelection:  # fmt: skip
+    # ``out`` is for CPU backends, which page-fault a fresh buffer in; CUDA's caching allocator reuses its own.
     from sae_fast.kernels import encode_select_triton
 
     encoded = encode_select_triton.encode_select(

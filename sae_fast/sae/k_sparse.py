@@ -34,6 +34,22 @@ class KSparseSAE(SparseAutoencoder):
         self.aux_k = check_positive_int(aux_k, "aux_k")
         self.aux_coefficient = check_nonnegative_float(aux_coefficient, "aux_coefficient")
         self._config.update(k=k, aux_k=aux_k, aux_coefficient=self.aux_coefficient)
+        # The [n, d_sae] pre-activation buffer training steps reuse on CPU (not state: never saved).
+        self._pre_buffer: Tensor | None = None
+
+    def _training_buffer(self, n_tokens: int) -> Tensor | None:
+        """A pre-activation buffer kept across CPU training steps (a fresh one is page-faulted in each step)."""
+        if self.device.type != "cpu":
+            return None  # CUDA's caching allocator already reuses its blocks
+        buffer = self._pre_buffer
+        if buffer is None or buffer.shape != (n_tokens, self.d_sae) or buffer.dtype != self.dtype:
+            buffer = self._pre_buffer = torch.empty(n_tokens, self.d_sae, dtype=self.dtype)
+        return buffer
+
+    def train(self, mode: bool = True):
+        if not mode:
+            self._pre_buffer = None  # evaluation does not need the training buffer's memory
+        return super().train(mode)
 
     def _aux_selection(self) -> tuple[Tensor, int] | None:
         """``(dead latents, aux budget)`` for this step, or None when the aux term is off."""
@@ -81,7 +97,7 @@ class KSparseSAE(SparseAutoencoder):
             aux_latents, aux_k = self._aux_selection() or (None, 0)
             codes, aux_codes = ops.encode_select(
                 x_tokens, self.W_enc, self.b_enc, self.b_dec, self._selection(x_tokens.shape[0]),
-                aux_latents=aux_latents, aux_k=aux_k,
+                aux_latents=aux_latents, aux_k=aux_k, out=self._training_buffer(x_tokens.shape[0]),
             )  # fmt: skip
         reconstructions = self._sparse_reconstructions(x_tokens, codes, ops)
         x_hat = reconstructions[-1]
