@@ -24,7 +24,7 @@ PAPER_LATENTS_PER_META_LATENT = 49152 / 2304
 
 
 def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
-    from sae_fast.cli import add_dataclass_arguments
+    from sae_fast.commands.arguments import add_dataclass_arguments
     from sae_fast.meta import MetaSAEConfig
 
     parser.add_argument("--sae", required=True, help="the SAE folder whose decoder rows are decomposed")
@@ -36,7 +36,7 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_meta(args: argparse.Namespace) -> int:
-    from sae_fast.cli import dataclass_from_args
+    from sae_fast.commands.arguments import dataclass_from_args
     from sae_fast.commands.outputs import check_writable, refuse_input_folder
     from sae_fast.io import load_pretrained, save_pretrained
     from sae_fast.io.atomic import atomic_write_text

@@ -19,7 +19,7 @@ STITCH_RESULT = "stitch.json"
 
 
 def add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
-    from sae_fast.cli import add_dataclass_arguments
+    from sae_fast.commands.arguments import add_dataclass_arguments
     from sae_fast.commands.inputs import ACTIVATIONS_HELP
     from sae_fast.stitching import StitchingConfig
 
@@ -106,7 +106,7 @@ def _figures(results: dict[str, Any], out: Path, labels: tuple[str, str], meta: 
 
 
 def cmd_stitch(args: argparse.Namespace) -> int:
-    from sae_fast.cli import dataclass_from_args
+    from sae_fast.commands.arguments import dataclass_from_args
     from sae_fast.commands.inputs import load_activations
     from sae_fast.commands.outputs import check_writable, refuse_input_folder
     from sae_fast.io.atomic import atomic_write_text

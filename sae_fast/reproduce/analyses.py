@@ -121,7 +121,7 @@ def architecture_comparison(config: ReproduceConfig, saes: dict[str, Any], x: to
     n = family_names(config)
     model = tokens = None
     if config.ce_sequences:
-        from sae_fast.cli import load_model_by_name
+        from sae_fast.commands.models import load_model_by_name
 
         model = load_model_by_name(config.model, "cpu")
         tokens = torch.from_numpy(reader.tokens[: config.ce_sequences].astype("int64"))

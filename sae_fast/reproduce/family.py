@@ -26,7 +26,7 @@ CALIBRATION_BATCHES = 8
 def extract_cache(config: ReproduceConfig, log) -> Any:
     """The activation cache under ``out/cache`` (extracted, finished, or reused), as a train-split reader."""
     from sae_fast.activations import ActivationCacheReader, ActivationConfig, extract_activations, text_source_from_spec
-    from sae_fast.cli import load_model_by_name
+    from sae_fast.commands.models import load_model_by_name
 
     directory = Path(config.out) / "cache"
     total = config.train_tokens + config.heldout_tokens

@@ -95,7 +95,7 @@ def parse_config(argv: list[str] | None, prog: str = "python -m sae_fast.reprodu
     """A :class:`ReproduceConfig` from command-line flags (one per field)."""
     import argparse
 
-    from sae_fast.cli import add_dataclass_arguments, dataclass_from_args
+    from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args
 
     parser = argparse.ArgumentParser(prog=prog, description=doc)
     add_dataclass_arguments(parser, ReproduceConfig, skip=("milestones",))
