@@ -90,6 +90,17 @@ def test_topk_select_matches_reference(shape, kind):
         assert_codes_equal(cpu.topk_select(pre, k), ref_select.topk_select(pre, k))
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_topk_select_both_cut_algorithms_match_reference(kind):
+    # Rows are cut by a streaming buffer when k < m / 64 and by a radix select otherwise: cover both
+    # sides of the switch, with tiny (subnormal) and huge values in the radix select's lowest and top bins.
+    pre = make_pre(kind, 40, 700, seed=11)
+    pre[0, :5] = torch.tensor([1e-40, 2e-40, 1e-40, 3e38, float("inf")])
+    pre[1, :] = torch.where(pre[1] > 0, torch.full_like(pre[1], 1e-41), pre[1])  # a row of equal subnormals
+    for k in (1, 5, 10, 11, 12, 40, 300, 699):
+        assert_codes_equal(cpu.topk_select(pre, k), ref_select.topk_select(pre, k))
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_subset_topk_select_matches_reference(shape, kind):
