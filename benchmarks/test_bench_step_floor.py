@@ -23,13 +23,11 @@ import importlib.util
 
 import pytest
 import torch
+from test_bench_training_step import DEAD_FRACTION, _mark_dead, peer_or_trainer_adam, sae_fast_step
 
 from sae_fast import BatchTopKSAE
-from sae_fast.training import TrainConfig
-from sae_fast.training.optimizer import make_adam
 
 N, M, D, K = 4096, 24576, 768, 32
-DEAD_FRACTION = 0.2
 ROUNDS = 5
 CASE = f"n={N} m={M} k={K} d={D}, {DEAD_FRACTION:.0%} dead"
 HAS_SAE_LENS = importlib.util.find_spec("sae_lens") is not None
@@ -58,19 +56,9 @@ def test_bench_encoder_product(benchmark, record_benchmark):
 
 def test_bench_sae_fast_step(benchmark, record_benchmark):
     x, sae = _inputs(), _sae_fast()
-    optimizer = make_adam(sae, TrainConfig(lr=3e-4, betas=(0.9, 0.99)))
-    n_dead = int(DEAD_FRACTION * M)
-
-    def step():
-        sae.tokens_since_fired[:n_dead] = 10**9
-        out = sae.training_loss(x)
-        out.loss.backward()
-        sae.remove_parallel_decoder_grad_()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sae.after_optimizer_step_()
-
-    benchmark.pedantic(step, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    optimizer = peer_or_trainer_adam("sae_fast", sae)
+    _mark_dead(sae)
+    benchmark.pedantic(sae_fast_step, args=(sae, optimizer, x), rounds=ROUNDS, iterations=1, warmup_rounds=1)
     assert float(sae.training_loss(x).aux_loss) > 0  # the aux term really ran
     _record(benchmark, record_benchmark, "sae_fast", aux_k=512)
 

@@ -94,10 +94,10 @@ def test_fused_aux_selection_matches_reference(dtype):
 
 def test_fused_histogram_equals_unfused_selection():
     x, W_enc, b_enc, b_dec = make_sae_inputs(24, 50, 16, torch.float32, seed=0)
-    hist = torch.zeros(tri.NUM_BINS, dtype=torch.int64, device=DEVICE)
+    hist = torch.zeros(tri.radix.NUM_BINS, dtype=torch.int64, device=DEVICE)
     pre = tri.encode(x, W_enc, b_enc, b_dec, top_digit_histogram=hist)
     keys = torch.where(pre > 0, pre.view(torch.int32), 0).cpu()
-    assert torch.equal(hist.cpu(), torch.bincount((keys >> 24).flatten(), minlength=tri.NUM_BINS))
+    assert torch.equal(hist.cpu(), torch.bincount((keys >> 24).flatten(), minlength=tri.radix.NUM_BINS))
 
 
 def test_rejects_bad_input():

@@ -12,18 +12,7 @@ BACKENDS = ("auto", "torch", "cpp", "triton")
 """``torch``/``cpp``/``triton``: the plain-torch specs, the C++ ops or the Triton kernels;
 ``auto``: Triton on CUDA, C++ on CPU when the extension is built, otherwise plain torch."""
 
-REFERENCE_OPS = KernelOps(
-    name="torch",
-    batch_topk_select=select_reference.batch_topk_select,
-    topk_select=select_reference.topk_select,
-    subset_topk_select=select_reference.subset_topk_select,
-    threshold_select=select_reference.threshold_select,
-    encode_select=encode_select_reference.encode_select,
-    sparse_decode=sparse_decode_reference.sparse_decode,
-    nested_sparse_decode=sparse_decode_reference.nested_sparse_decode,
-    sparse_row_dots=sparse_decode_reference.sparse_row_dots,
-    sparse_transpose_matmul=sparse_decode_reference.sparse_transpose_matmul,
-)
+REFERENCE_OPS = KernelOps.collect("torch", select_reference, sparse_decode_reference, encode_select_reference)
 
 
 def check_backend(backend: str) -> str:

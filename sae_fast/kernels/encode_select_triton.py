@@ -33,14 +33,7 @@ from sae_fast.kernels.select_triton import (
     topk_select,
 )
 from sae_fast.kernels.triton_interpreter import interpreting
-from sae_fast.kernels.triton_utils import (
-    DIGIT_BITS,
-    NUM_BINS,
-    RADIX_SHIFTS,
-    check_kernel_tensor,
-    digit_histogram,
-    positive_key,
-)
+from sae_fast.kernels import triton_utils as radix
 from sae_fast.sparse_codes import SparseCodes
 
 AUX_COMPACT_MAX_FRACTION = 1 / 8
@@ -107,14 +100,14 @@ def _encode_kernel(
         aux_at = aux_pre_ptr + rows.to(tl.int64)[:, None] * n_aux + slot[None, :]
         tl.store(aux_at, out, mask=valid & (slot >= 0)[None, :])
     if HISTOGRAM:
-        key = tl.reshape(positive_key(out.to(tl.float32)), [BM * BN])
-        hist = digit_histogram(key, tl.reshape(valid, [BM * BN]), 0, SHIFT, DIGIT_BITS)
+        key = tl.reshape(radix.positive_key(out.to(tl.float32)), [BM * BN])
+        hist = radix.digit_histogram(key, tl.reshape(valid, [BM * BN]), 0, SHIFT, DIGIT_BITS)
         tl.atomic_add(hist_ptr + tl.arange(0, 1 << DIGIT_BITS), hist.to(tl.int64), mask=hist > 0)
 
 
 def _check_inputs(x: Tensor, W_enc: Tensor, b_enc: Tensor, b_dec: Tensor) -> None:
     for name, t in (("x", x), ("W_enc", W_enc), ("b_enc", b_enc), ("b_dec", b_dec)):
-        check_kernel_tensor(name, t)
+        radix.check_kernel_tensor(name, t)
         if t.dtype not in SUPPORTED_DTYPES:
             raise TypeError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
         if t.device != x.device:
@@ -163,7 +156,7 @@ def _encode(
         aux_slot if aux_slot is not None else pre, aux_pre if aux_pre is not None else pre,
         n, m, d, 0 if aux_pre is None else aux_pre.shape[1],
         HISTOGRAM=top_digit_histogram is not None, GATHER_AUX=aux_pre is not None,
-        SHIFT=RADIX_SHIFTS[0], DIGIT_BITS=DIGIT_BITS,
+        SHIFT=radix.RADIX_SHIFTS[0], DIGIT_BITS=radix.DIGIT_BITS,
         PRECISION=("tf32" if use_tf32 else "ieee") if x.dtype == torch.float32 else None, BM=_BM, BN=_BN, BK=_BK, GROUP_M=_GROUP_M,
         DOT_IN_FP32=interpreting() and x.dtype != torch.float32, num_warps=_WARPS, num_stages=_STAGES,
     )  # fmt: skip
@@ -233,7 +226,7 @@ def encode_select(
     hist = None
     if k_total is not None:
         check_budget("k_total", k_total)
-        hist = torch.zeros(NUM_BINS, dtype=torch.int64, device=x.device)
+        hist = torch.zeros(radix.NUM_BINS, dtype=torch.int64, device=x.device)
     pre, aux_pre = _encode(x, W_enc, b_enc, b_dec, hist, compact_aux)
     if k_total is not None:
         codes = batch_topk_select_with_histogram(pre, k_total, hist)

@@ -8,7 +8,8 @@ modules call these fields and never branch on the backend.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from types import ModuleType
 
 from torch import Tensor
 
@@ -40,6 +41,17 @@ class KernelOps:
     """``(codes, A [n, d], W [d_sae, d])``: ``out[j] = <A[token(j)], W[latent(j)]>``."""
     sparse_transpose_matmul: Callable[..., Tensor]
     """``(codes, A [n, d], transposed=False)``: ``out[l] = sum_{j: latent(j) = l} values[j] * A[token(j)]``."""
+
+    @classmethod
+    def collect(cls, name: str, *modules: ModuleType) -> KernelOps:
+        """The op set whose every op is the function of that name in the first of ``modules`` defining it."""
+        ops = {}
+        for op in (f.name for f in fields(cls) if f.name != "name"):
+            found = next((getattr(m, op) for m in modules if callable(getattr(m, op, None))), None)
+            if found is None:
+                raise AttributeError(f"no module of {[m.__name__ for m in modules]} defines the op {op!r}")
+            ops[op] = found
+        return cls(name=name, **ops)
 
     def select(self, pre: Tensor, rule: SelectionRule) -> SparseCodes:
         """The entries of ``pre`` that ``rule`` keeps."""
