@@ -1,4 +1,4 @@
-"""``encode_select`` on CPU: the encoder product in row blocks, each selected while it is still in cache.
+"""``encode_select`` on CPU: the encoder product in row blocks of bounded memory, each selected by the C++ ops.
 
 The spec (:mod:`~sae_fast.kernels.encode_select_reference`) materialises ``pre`` ``[n, d_sae]``
 (1.5 GiB at n = 4096, d_sae = 98304) and then reads it for every selection. Here each block of rows
