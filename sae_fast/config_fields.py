@@ -27,3 +27,20 @@ def field_help(cls: type) -> dict[str, str]:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"field_help needs a dataclass, got {cls!r}")
     return {f.name: f.metadata.get(HELP_KEY, "") for f in dataclasses.fields(cls)}
+
+
+def with_fields(cls: type, config: Any, fields: dict[str, Any], *, kind: str = "") -> Any:
+    """``config`` (``cls()`` when None) with the ``fields`` it names replaced, validated by ``cls`` again.
+
+    Lets an entry point take one config object plus a few fields as keywords. An unknown name raises
+    TypeError listing the fields (``kind``, e.g. "stitching", names whose keywords they were).
+    """
+    if config is not None and not isinstance(config, cls):
+        raise TypeError(f"config must be a {cls.__name__}, got {type(config).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        label = f"{kind} keyword(s)" if kind else "keyword(s)"
+        raise TypeError(f"unknown {label} {unknown}; the {cls.__name__} fields are {sorted(known)}")
+    base = cls() if config is None else config
+    return dataclasses.replace(base, **fields) if fields else base

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from torch import Tensor
 
-from sae_fast.config_fields import documented
+from sae_fast.config_fields import documented, with_fields
 from sae_fast.validation import check_positive_int
 
 
@@ -61,11 +61,4 @@ class EvalConfig:
     @classmethod
     def from_keywords(cls, config: EvalConfig | None, keywords: dict[str, Any]) -> EvalConfig:
         """``config`` (default: ``EvalConfig()``) with the fields named in ``keywords`` replaced."""
-        if config is not None and not isinstance(config, EvalConfig):
-            raise TypeError(f"config must be an EvalConfig, got {type(config).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(keywords) - known)
-        if unknown:
-            raise TypeError(f"evaluate() got unknown keyword(s) {unknown}; the EvalConfig fields are {sorted(known)}")
-        values = {f.name: getattr(config, f.name) for f in fields(cls)} if config is not None else {}
-        return cls(**{**values, **keywords})
+        return with_fields(cls, config, keywords)

@@ -39,8 +39,8 @@ class KSparseSAE(SparseAutoencoder):
 
     def _training_buffer(self, n_tokens: int) -> Tensor | None:
         """A pre-activation buffer kept across CPU training steps (a fresh one is page-faulted in each step)."""
-        if self.device.type != "cpu":
-            return None  # CUDA's caching allocator already reuses its blocks
+        if not self.training or self.device.type != "cpu":
+            return None  # evaluation keeps no buffer; CUDA's caching allocator already reuses its blocks
         buffer = self._pre_buffer
         if buffer is None or buffer.shape != (n_tokens, self.d_sae) or buffer.dtype != self.dtype:
             buffer = self._pre_buffer = torch.empty(n_tokens, self.d_sae, dtype=self.dtype)
@@ -50,6 +50,10 @@ class KSparseSAE(SparseAutoencoder):
         if not mode:
             self._pre_buffer = None  # evaluation does not need the training buffer's memory
         return super().train(mode)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies and pickles of the SAE (e.g. snapshots) do not carry the scratch buffer.
+        return {**super().__getstate__(), "_pre_buffer": None}
 
     def _aux_selection(self) -> tuple[Tensor, int] | None:
         """``(dead latents, aux budget)`` for this step, or None when the aux term is off."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from dataclasses import fields as dataclass_fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from sae_fast.config_fields import documented
+from sae_fast.config_fields import documented, with_fields
 
 GPT2_THRESHOLD = 0.7
 """Max-decoder-cosine threshold the paper uses for its GPT-2 SAEs."""
@@ -83,16 +82,10 @@ def as_stitching_config(
     for old, new in OLD_KEYWORDS.items():
         if old in fields:
             fields[new] = fields.pop(old)
-    known = {f.name for f in dataclass_fields(StitchingConfig)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise TypeError(f"unknown stitching keyword(s) {unknown}; the StitchingConfig fields are {sorted(known)}")
-    if config is None:
-        config = StitchingConfig()
-    elif isinstance(config, (int, float)) and not isinstance(config, bool):
+    if isinstance(config, (int, float)) and not isinstance(config, bool):
         config = StitchingConfig(**{number_field: config})
-    elif not isinstance(config, StitchingConfig):
+    elif config is not None and not isinstance(config, StitchingConfig):
         raise TypeError(
             f"config must be a StitchingConfig (or a number: its {number_field}), got {type(config).__name__}"
         )
-    return replace(config, **fields) if fields else config
+    return with_fields(StitchingConfig, config, fields, kind="stitching")
