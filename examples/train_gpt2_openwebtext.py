@@ -1,6 +1,6 @@
 """The paper's BatchTopK sweep: GPT-2 Small, blocks.8.hook_resid_pre, OpenWebText (GPU + Hub).
 
-Appendix setting (section 6) with the reference code's recipe (``sae_fast.training.PAPER``, README "The
+Appendix setting (section 6) with the reference code's recipe (``sae_fast.training.PAPER``, docs/training.md "The
 paper's recipe"): per-token layer_norm inputs, Adam lr 3e-4, betas (0.9, 0.99), batch 4096 activations,
 1e9 tokens, aux loss over the top 512 dead latents (coefficient 1/32), a latent dead after 5 batches;
 sequences of 128 tokens with BOS, 512 sequences per forward pass, a shuffle buffer of 10 forward passes.

@@ -4,7 +4,7 @@
     sae-fast train --cache runs/acts-l15 --sae btk=batchtopk:d_sae=4096,k=32 --sae topk=topk:d_sae=4096,k=32 \\
         --out runs/sweep --total-tokens 50000000
     sae-fast train ... --resume            # continue exactly where a killed run checkpointed
-    sae-fast train --recipe paper ...      # the paper's settings as defaults (README: "The paper's recipe")
+    sae-fast train --recipe paper ...      # the paper's settings as defaults (docs/training.md: "The paper's recipe")
     sae-fast eval --sae runs/sweep/btk --cache runs/acts-heldout --ce-sequences 32
     sae-fast recalibrate --sae runs/sweep/btk --cache runs/acts-l15     # BatchTopK θ (train does it by default)
     sae-fast stitch --small runs/s768/btk --large runs/s1536/btk --cache runs/acts-heldout --out runs/stitch
@@ -306,7 +306,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
                        help="a paper's settings as defaults: the TrainConfig flags and each --sae spec's missing "
                             "constructor arguments; explicit flags and spec keys win. "
                             + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
-                            + " (default: %(default)s; README: \"The paper's recipe\")")
+                            + " (default: %(default)s; docs/training.md: \"The paper's recipe\")")
     add_dataclass_arguments(train, TrainConfig, defaults=RECIPES[recipe].train if recipe in RECIPES else None)
     train.add_argument("--max-norm-ratio", type=float, default=None,
                        help="drop attention-sink rows whose norm exceeds this multiple of the median norm "

@@ -58,7 +58,7 @@ class ActivationConfig:
         "none",
         'Precision of the model\'s forward pass: "none" keeps float32; "bfloat16" runs it under torch.autocast '
         "(relative error 0.007 on SmolLM2 at layer 15). Its speed depends on the hardware: on this project's "
-        "2-core CPU bfloat16 extracted at 0.44x-0.55x the float32 rate (see the README), so float32 is the "
+        "2-core CPU bfloat16 extracted at 0.44x-0.55x the float32 rate (see docs/training.md), so float32 is the "
         'default; try "bfloat16" on GPUs and CPUs with AMX.',
     )
     heldout_fraction: float = documented(

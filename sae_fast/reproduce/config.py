@@ -53,7 +53,7 @@ class ReproduceConfig:
     )
     autocast: str = documented(
         "none",
-        "Extraction precision (bfloat16 measured slower than float32 on this CPU; see the README).",
+        "Extraction precision (bfloat16 measured slower than float32 on this CPU; see docs/training.md).",
     )
     k: int = documented(32, "Active latents per token of every k-sparse SAE (the paper's main setting).")
     small: int = documented(768, "Smallest dictionary size of the family (two seeds).")

@@ -1,7 +1,7 @@
 """Named training recipes: the settings that reproduce a paper, as one object for the API and the CLI.
 
 ``PAPER`` is the recipe of "Sparse Autoencoders Do Not Find Canonical Units of Analysis" as its
-reference code (bartbussmann/BatchTopK) runs it. The README's "The paper's recipe" section lists every
+reference code (bartbussmann/BatchTopK) runs it. The "The paper's recipe" section of docs/training.md lists every
 difference between that code and sae_fast, and which side each recipe keeps.
 """
 
