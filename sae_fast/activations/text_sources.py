@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from sae_fast.validation import import_optional
+
 OPENWEBTEXT = "Skylion007/openwebtext"
 
 
@@ -119,7 +121,7 @@ class HFStreamingTexts:
         return f"hf:{self.path}:{self.name or ''}:{self.split}:{self.text_field}"
 
     def __iter__(self) -> Iterator[str]:
-        import datasets
+        datasets = import_optional("datasets", "lm", "reading a Hugging Face dataset")
 
         dataset = datasets.load_dataset(self.path, self.name, split=self.split, streaming=True)
         for record in dataset:

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from sae_fast.validation import import_optional
+
 # Printable ASCII plus newline; everything else maps to <unk>. Ids 0..2 are the special tokens.
 _SPECIALS = ["<|endoftext|>", "<unk>", "<pad>"]
 _CHARS = ["\n"] + [chr(code) for code in range(32, 127)]
@@ -19,8 +21,11 @@ _CHARS = ["\n"] + [chr(code) for code in range(32, 127)]
 
 def char_tokenizer() -> Any:
     """A ``PreTrainedTokenizerFast`` with one token per character (vocabulary of 99 ids), built offline."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    tokenizers = import_optional("tokenizers", "lm", "the character tokenizer")
+    Regex, Tokenizer, models, pre_tokenizers = (
+        tokenizers.Regex, tokenizers.Tokenizer, tokenizers.models, tokenizers.pre_tokenizers
+    )
+    PreTrainedTokenizerFast = import_optional("transformers", "lm", "the character tokenizer").PreTrainedTokenizerFast
 
     vocab = {token: index for index, token in enumerate(_SPECIALS + _CHARS)}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -37,7 +42,8 @@ def tiny_random_model(
 
     Same seed, same weights. Hook names are those of any bridge (``blocks.{i}.hook_resid_post`` ...).
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
+    transformers = import_optional("transformers", "lm", "the tiny random language model")
+    LlamaConfig, LlamaForCausalLM = transformers.LlamaConfig, transformers.LlamaForCausalLM
 
     from sae_fast.activations.models import load_model
 

@@ -9,6 +9,7 @@ no ``b_dec`` is subtracted from the input, so it is folded into ``b_enc`` (see
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -19,6 +20,29 @@ from sae_fast.sae import JumpReLUSAE, SparseAutoencoder
 
 PARAMS_FILENAME = "params.npz"
 KEYS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
+
+# The release folders (google/gemma-scope-2b-pt-res, ...; in the Hugging Face cache
+# models--google--gemma-scope-2b-pt-res) and the TransformerLens hook each site reads, as SAELens's
+# registry of these releases names them.
+_RELEASE = re.compile(r"gemma-scope-(\d+b)-(pt|it)-(res|mlp|att)(?![a-z])")
+_LAYER = re.compile(r"layer_(\d+)")
+_HOOK = {"res": "blocks.{}.hook_resid_post", "mlp": "blocks.{}.hook_mlp_out", "att": "blocks.{}.attn.hook_z"}
+
+
+def release_metadata(path: Path) -> dict[str, str]:
+    """``model_name`` and ``hook_name`` from a Gemma Scope path (``.../gemma-scope-2b-pt-res/layer_12/...``).
+
+    The ``params.npz`` holds only arrays; its folder names are the only record of the source. A path
+    that does not follow the release layout gives no facts rather than a guess.
+    """
+    text = path.resolve().as_posix()
+    release = _RELEASE.search(text)
+    layers = _LAYER.findall(text[release.end():]) if release else []
+    if not release or len(layers) != 1:
+        return {}
+    size, variant, site = release.groups()
+    model = f"gemma-2-{size}" + ("-it" if variant == "it" else "")
+    return {"model_name": model, "hook_name": _HOOK[site].format(int(layers[0]))}
 
 
 def load_gemma_scope(
@@ -50,4 +74,5 @@ def load_gemma_scope(
         "b_dec": b_dec,
         "threshold": threshold,
     }
-    return build_sae(JumpReLUSAE, state, device=device, dtype=target, source=str(path))
+    sae = build_sae(JumpReLUSAE, state, device=device, dtype=target, source=str(path))
+    return sae.set_metadata(**release_metadata(path))

@@ -84,13 +84,15 @@ def _load(path: Path, device: torch.device | str | None, dtype: torch.dtype | No
     if cfg_path.is_file():
         cfg = read_json(cfg_path)
         if native.is_native(cfg):
-            return native.load_native(path, cfg, device=device, dtype=dtype)
+            sae = native.load_native(path, cfg, device=device, dtype=dtype)
+            return sae.set_metadata(**saelens.source_metadata(cfg, cfg_path))
         has_saelens = (path / saelens.WEIGHTS_FILENAME).is_file()
         has_sparsify = (path / sparsify.WEIGHTS_FILENAME).is_file()
         if has_sparsify and (prefer_sparsify or not has_saelens):
             return sparsify.load_sparsify(path, cfg, device=device, dtype=dtype)
         if has_saelens:
-            return saelens.load_saelens_folder(path, cfg, device=device, dtype=dtype)
+            sae = saelens.load_saelens_folder(path, cfg, device=device, dtype=dtype)
+            return sae.set_metadata(**saelens.source_metadata(cfg, cfg_path))
         raise FileNotFoundError(
             f"{path} has {_CONFIG} but no weights file: expected {saelens.WEIGHTS_FILENAME} (sae_fast / SAELens) "
             f"or {sparsify.WEIGHTS_FILENAME} (sparsify); copy the weights next to the config"
@@ -109,3 +111,7 @@ def _load(path: Path, device: torch.device | str | None, dtype: torch.dtype | No
         f"no SAE found in {path}: expected {_CONFIG} with {saelens.WEIGHTS_FILENAME} (sae_fast / SAELens) or "
         f"{sparsify.WEIGHTS_FILENAME} (sparsify), or {gemma_scope.PARAMS_FILENAME} (Gemma Scope)"
     )
+
+
+# What ``SparseAutoencoder.from_pretrained`` calls: the modules sit below io and cannot import it.
+SparseAutoencoder.register_pretrained_loader(load_pretrained)

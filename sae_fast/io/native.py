@@ -47,7 +47,8 @@ def save_pretrained(
             atomically (a crash mid-save leaves the previous save intact); a folder holding other
             files is refused rather than overwritten.
         metadata: JSON-able facts for SAELens' ``cfg.metadata``, e.g. ``model_name``,
-            ``hook_name``, ``context_size``, ``dataset_path``.
+            ``hook_name``, ``context_size``, ``dataset_path``, added to the SAE's own
+            (``sae.cfg.metadata``, see ``sae.set_metadata``); both are read back as ``sae.cfg``.
 
     Returns:
         The path of the saved folder.
@@ -58,7 +59,8 @@ def save_pretrained(
         raise TypeError(f"directory must be a path (str or os.PathLike), got {type(directory).__name__}")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a dict of JSON-able values, got {type(metadata).__name__}")
-    cfg, weights = saelens_files(sae, metadata)
+    # The SAE's own facts (sae.cfg.metadata), then the caller's, which win where both name one.
+    cfg, weights = saelens_files(sae, {**sae.cfg.metadata.to_dict(), **(metadata or {})})
     cfg[FORMAT_KEY] = {"format_version": FORMAT_VERSION, "config": sae.config_dict()}
     try:
         cfg_text = json.dumps(cfg, indent=2)

@@ -43,6 +43,7 @@ from sae_fast.io.reading import (
     require_keys,
 )
 from sae_fast.sae import BatchTopKSAE, JumpReLUSAE, MatryoshkaBatchTopKSAE, ReLUSAE, SparseAutoencoder, TopKSAE
+from sae_fast.sae.config import KNOWN_METADATA, check_metadata
 
 CONFIG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
@@ -105,6 +106,33 @@ def saelens_files(sae: SparseAutoencoder, metadata: Mapping[str, Any] | None = N
 
 
 # ---------------------------------------------------------------------------------------- reading
+FORMAT_METADATA = ("sae_lens_version", "sae_lens_training_version", "training_architecture",
+                   "training_architecture_details")
+"""``cfg.metadata`` entries that describe the file, not the activations: written afresh on every save."""
+
+
+def source_metadata(cfg: Mapping[str, Any], cfg_path: Path) -> dict[str, Any]:
+    """The facts about the activations in a SAELens (or sae_fast) ``cfg.json``, for ``sae.set_metadata``.
+
+    SAELens 6 keeps them in ``cfg["metadata"]``; older configs at the top level (the oldest
+    spelled the hook ``hook_point``). A fact of the wrong type is skipped with a warning rather
+    than refusing weights that load fine.
+    """
+    metadata = cfg.get("metadata")
+    facts = dict(metadata) if isinstance(metadata, dict) else {}
+    legacy = {key: cfg.get(key) for key in KNOWN_METADATA} | {"hook_name": cfg.get("hook_name", cfg.get("hook_point"))}
+    facts = {**{k: v for k, v in legacy.items() if v is not None}, **facts}
+    kept: dict[str, Any] = {}
+    for key, value in facts.items():
+        if key in FORMAT_METADATA or value is None:
+            continue
+        try:
+            kept.update(check_metadata({key: value}))
+        except TypeError as error:
+            warnings.warn(f"{cfg_path}: metadata entry ignored: {error}", stacklevel=3)
+    return kept
+
+
 def _architecture(cfg: Mapping[str, Any], cfg_path: Path) -> tuple[str, dict[str, Any]]:
     """SAELens architecture name and a copy of ``cfg`` with pre-6.0 spellings mapped to 6.0 ones."""
     cfg = dict(cfg)

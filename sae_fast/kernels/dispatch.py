@@ -57,7 +57,8 @@ def kernel_ops(device: torch.device, backend: str, dtype: torch.dtype = torch.fl
         ops = _triton_ops()
         if ops is None or (device.type != "cuda" and not interpreting()):
             raise ValueError(
-                "backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU testing) and triton"
+                "backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU testing) and triton "
+                "(pip install 'sae-fast[gpu]')"
             )
         return ops
     if device.type == "cuda":

@@ -2,6 +2,7 @@
 
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.batch_topk import BatchTopKSAE
+from sae_fast.sae.config import SAEConfig, SAEMetadata
 from sae_fast.sae.jumprelu import JumpReLUSAE
 from sae_fast.sae.k_sparse import KSparseSAE
 from sae_fast.sae.matryoshka import MatryoshkaBatchTopKSAE
@@ -11,5 +12,5 @@ from sae_fast.sae.topk import TopKSAE
 
 __all__ = [
     "SparseAutoencoder", "KSparseSAE", "BatchTopKSAE", "MatryoshkaBatchTopKSAE", "TopKSAE", "JumpReLUSAE", "ReLUSAE",
-    "TrainingOutput",
+    "TrainingOutput", "SAEConfig", "SAEMetadata",
 ]

@@ -21,6 +21,7 @@ import hashlib
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import torch
@@ -30,6 +31,8 @@ from sae_fast.autograd import kept_encoder_values, sparse_decode
 from sae_fast.kernels.dispatch import check_backend, kernel_ops
 from sae_fast.kernels.ops import KernelOps
 from sae_fast.kernels.selection_rule import SelectionRule
+from sae_fast.sae import interop
+from sae_fast.sae.config import SAEConfig, SAEMetadata, check_metadata
 from sae_fast.sae.normalization import (
     InputNormalization,
     check_normalization,
@@ -115,6 +118,8 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             "check_finite": self.check_finite,
             "normalize_activations": self.normalize_activations,
         }
+        # Where the activations come from (hook_name, model_name, ...): shown in cfg, written to cfg.json.
+        self._metadata: dict[str, Any] = {}
         self.reset_parameters(seed)
 
     # ------------------------------------------------------------------ set-up and config
@@ -162,6 +167,46 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             raise ValueError(f"config does not match {cls.__name__}'s arguments: {error}") from error
 
     @property
+    def cfg(self) -> SAEConfig:
+        """A read-only, typed view of this SAE (shapes, architecture, k, dtype, hook and model names, ...).
+
+        Rebuilt on every read, so it always describes the current weights; see :mod:`sae_fast.sae.config`.
+        """
+        config = self.config_dict()
+        widths = config.get("matryoshka_widths")
+        named = ("architecture", "d_in", "d_sae", "k", "normalize_activations", "dtype", "matryoshka_widths")
+        return SAEConfig(
+            architecture=self.architecture, d_in=self.d_in, d_sae=self.d_sae, k=config.get("k"),
+            dtype=config["dtype"], device=str(self.device), normalize_activations=self.normalize_activations,
+            metadata=SAEMetadata(self._metadata),
+            hyperparameters=MappingProxyType({k: v for k, v in config.items() if k not in named}),
+            matryoshka_widths=None if widths is None else tuple(widths),
+        )  # fmt: skip
+
+    @cfg.setter
+    def cfg(self, value: object) -> None:
+        raise AttributeError(
+            "sae.cfg is read-only: it is rebuilt from the SAE on every read. Set hook_name, model_name and other "
+            "facts about the activations with sae.set_metadata(hook_name=...); the rest is the weights' own"
+        )
+
+    def set_metadata(self, **facts: Any) -> SparseAutoencoder:
+        """Record where this SAE's activations come from; returns the SAE.
+
+        E.g. ``sae.set_metadata(model_name="gpt2", hook_name="blocks.8.hook_resid_pre", context_size=128)``.
+        Any JSON-able facts are kept; ``None`` removes one. They appear in ``sae.cfg`` (``cfg.hook_name``,
+        ``cfg.metadata``), are written by :meth:`save_pretrained` into ``cfg.json["metadata"]`` (where
+        SAELens reads them) and are read back by ``load_pretrained``.
+        """
+        checked = check_metadata(facts, "set_metadata argument")
+        for key, value in checked.items():
+            if value is None:
+                self._metadata.pop(key, None)
+            else:
+                self._metadata[key] = value
+        return self
+
+    @property
     def backend(self) -> str:
         """Which kernels run the ops: "auto", "torch", "cpp" or "triton" (see ``sae_fast.kernels.dispatch``)."""
         return self._backend
@@ -199,9 +244,32 @@ class SparseAutoencoder(nn.Module, abc.ABC):
             raise RuntimeError("no SAE file writer is registered; import sae_fast (or sae_fast.io) first")
         return writer(self, directory, metadata=metadata)
 
+    @classmethod
+    def from_pretrained(
+        cls, path_or_release: Any, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None,
+        **kwargs: Any,
+    ) -> SparseAutoencoder:  # fmt: skip
+        """Load a saved SAE of this class (any format ``sae_fast.load_pretrained`` reads), in eval mode.
+
+        ``BatchTopKSAE.from_pretrained(path)`` is ``load_pretrained(path)`` plus a check that the file
+        holds a BatchTopK SAE; ``SparseAutoencoder.from_pretrained`` accepts every architecture.
+        Keyword arguments go to ``load_pretrained`` (e.g. ``backend="cpp"``).
+        """
+        loader = SparseAutoencoder._pretrained_loader
+        if loader is None:
+            raise RuntimeError("no SAE file reader is registered; import sae_fast (or sae_fast.io) first")
+        sae = loader(path_or_release, device=device, dtype=dtype, **kwargs)
+        if not isinstance(sae, cls):
+            raise TypeError(
+                f"{path_or_release} holds a {type(sae).__name__} (architecture {sae.architecture!r}), not a "
+                f"{cls.__name__}; load it with {type(sae).__name__}.from_pretrained(...) or sae_fast.load_pretrained(...)"
+            )
+        return sae
+
     # The file formats live above the modules (sae_fast.io imports them), so io registers its writer
-    # here instead of the module importing io.
+    # and reader here instead of the module importing io.
     _pretrained_writer: ClassVar[Callable[..., Any] | None] = None
+    _pretrained_loader: ClassVar[Callable[..., Any] | None] = None
 
     @staticmethod
     def register_pretrained_writer(writer: Callable[..., Any]) -> None:
@@ -209,6 +277,29 @@ class SparseAutoencoder(nn.Module, abc.ABC):
         if not callable(writer):
             raise TypeError(f"writer must be callable, got {type(writer).__name__}")
         SparseAutoencoder._pretrained_writer = writer
+
+    @staticmethod
+    def register_pretrained_loader(loader: Callable[..., Any]) -> None:
+        """Make :meth:`from_pretrained` call ``loader(path_or_release, device=..., dtype=..., **kwargs)``."""
+        if not callable(loader):
+            raise TypeError(f"loader must be callable, got {type(loader).__name__}")
+        SparseAutoencoder._pretrained_loader = loader
+
+    # ------------------------------------------------------------------ SAELens / TransformerLens
+    def as_hook(self, *, use_error_term: bool = False) -> Callable[..., Tensor]:
+        """A TransformerLens hook that replaces the activation by this SAE's reconstruction.
+
+        ``model.run_with_hooks(tokens, fwd_hooks=[(sae.cfg.hook_name, sae.as_hook())])``; see
+        :func:`sae_fast.sae.interop.transformer_lens_hook`.
+        """
+        return interop.transformer_lens_hook(self, use_error_term=use_error_term)
+
+    def to_saelens(self, *, device: torch.device | str | None = None, metadata: dict[str, Any] | None = None) -> Any:
+        """This SAE as a real ``sae_lens.SAE`` (for ``HookedSAETransformer.add_sae``); needs sae-lens 6.
+
+        See :func:`sae_fast.sae.interop.to_saelens`.
+        """
+        return interop.to_saelens(self, device=device, metadata=metadata)
 
     # ------------------------------------------------------------------ core maths
     def _tokens(self, x: Tensor) -> Tensor:

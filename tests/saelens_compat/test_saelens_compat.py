@@ -141,3 +141,45 @@ def test_saelens_trained_matryoshka_becomes_a_matryoshka_sae(tmp_path):
     assert type(ours) is MatryoshkaBatchTopKSAE and ours.k == K and list(ours.matryoshka_widths) == WIDTHS
     assert float(ours.threshold) == pytest.approx(0.7)
     assert_same(ours, SAE.load_from_disk(str(tmp_path / "sae")), torch.randn(4, 8, D_IN))
+
+
+# ------------------------------------------------------------------ SAELens users' habits: cfg, from_pretrained, add_sae
+def test_sae_fast_reads_the_hook_and_model_of_a_saelens_save(tmp_path):
+    theirs = randomize(LensTopK(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=K)))
+    theirs.cfg.metadata.hook_name = "blocks.3.hook_resid_post"
+    theirs.cfg.metadata.model_name = "gpt2"
+    theirs.cfg.metadata.context_size = 128
+    theirs.save_model(tmp_path / "sae")
+    ours = TopKSAE.from_pretrained(tmp_path / "sae")
+    assert (ours.cfg.hook_name, ours.cfg.model_name, ours.cfg.context_size) == ("blocks.3.hook_resid_post", "gpt2", 128)
+    assert (ours.cfg.d_in, ours.cfg.d_sae, ours.cfg.k) == (theirs.cfg.d_in, theirs.cfg.d_sae, theirs.cfg.k)
+    with pytest.raises(TypeError, match="holds a TopKSAE"):
+        BatchTopKSAE.from_pretrained(tmp_path / "sae")
+
+
+@pytest.mark.parametrize("cls", [BatchTopKSAE, TopKSAE, JumpReLUSAE, ReLUSAE])
+def test_to_saelens_goes_into_hooked_sae_transformer(cls):
+    from sae_lens import HookedSAETransformer
+    from transformer_lens import HookedTransformerConfig
+
+    config = HookedTransformerConfig(n_layers=2, d_model=D_IN, n_ctx=8, d_head=4, n_heads=4, d_vocab=50,
+                                     act_fn="relu", seed=0)
+    model = HookedSAETransformer(config).eval()  # random weights: nothing is downloaded
+    hook = "blocks.1.hook_resid_pre"
+    ours = trained_like(cls).set_metadata(hook_name=hook, model_name="tiny")
+    theirs = ours.to_saelens()
+    assert isinstance(theirs, SAE) and theirs.cfg.metadata.hook_name == hook and theirs.cfg.metadata.model_name == "tiny"
+    tokens = torch.randint(0, config.d_vocab, (2, 8), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        clean = model(tokens)
+        model.add_sae(theirs)
+        with_their_sae = model(tokens)
+        model.reset_saes()
+        with_our_hook = model.run_with_hooks(tokens, fwd_hooks=[(ours.cfg.hook_name, ours.as_hook())])
+        model.add_sae(theirs, use_error_term=True)
+        with_error_term = model(tokens)
+        model.reset_saes()
+        with_our_error_term = model.run_with_hooks(tokens, fwd_hooks=[(hook, ours.as_hook(use_error_term=True))])
+    assert not torch.allclose(with_their_sae, clean, **TOL)
+    assert torch.allclose(with_our_hook, with_their_sae, **TOL)
+    assert torch.allclose(with_error_term, clean, **TOL) and torch.allclose(with_our_error_term, clean, **TOL)
