@@ -233,3 +233,68 @@ def test_real_environment_variables_in_a_fresh_process(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ReLUSAE", "16"]
+
+
+# ---------------------------------------------------------------------------- the CLI with published SAEs
+def _published_pair(hub, d_in=32, hook="blocks.1.hook_resid_post", **metadata):
+    """Two SAEs of the feature-splitting release in the cache, recording the tiny model as theirs."""
+    meta = {"model_name": "tiny-random", "hook_name": hook, "context_size": 16, "prepend_bos": False, **metadata}
+    for width, seed in ((768, 0), (1536, 1)):
+        hub.put_saelens(FAMILY_REPO, f"blocks.8.hook_resid_pre_{width}", relu_sae(d_in, width // 48, seed), meta)
+    return [f"{FAMILY}:blocks.8.hook_resid_pre_{width}" for width in (768, 1536)]
+
+
+def test_stitch_published_saes_streams_activations_from_their_config(hub, tmp_path, capsys):
+    from sae_fast.cli import main
+
+    small, large = _published_pair(hub)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Sparse autoencoders decompose activations into features. " * 20)
+    out = tmp_path / "stitch"
+    assert main(["stitch", "--small", small, "--large", large, "--texts", str(corpus), "--out", str(out),
+                 "--max-tokens", "60", "--no-figures", "--threshold", "0.3"]) == 0
+    record = json.loads((out / "stitch.json").read_text())
+    streamed = record["streamed"]
+    assert record["small"] == small and record["classification"]["n_large_latents"] == 32
+    assert streamed["model"] == "tiny-random" and streamed["hook_name"] == "blocks.1.hook_resid_post"
+    assert streamed["seq_len"] == 16 and record["n_tokens"] == 60  # 4 whole sequences of 15 kept positions
+    # The same SAEs read from a tensor file instead (the --cache path).
+    rows = torch.randn(40, 32)
+    torch.save(rows, tmp_path / "acts.pt")
+    assert main(["stitch", "--small", small, "--large", large, "--cache", str(tmp_path / "acts.pt"), "--out",
+                 str(tmp_path / "stitch2"), "--no-figures"]) == 0
+    assert json.loads((tmp_path / "stitch2" / "stitch.json").read_text())["n_tokens"] == 40
+
+
+def test_stitch_refuses_saes_whose_configs_disagree_or_are_silent(hub, tmp_path, capsys):
+    from sae_fast.cli import main
+
+    small, _ = _published_pair(hub)
+    hub.put_saelens(FAMILY_REPO, "blocks.8.hook_resid_pre_3072", relu_sae(32, 64),
+                    {"model_name": "tiny-random", "hook_name": "blocks.2.hook_resid_post"})
+    other = f"{FAMILY}:blocks.8.hook_resid_pre_3072"
+    assert main(["stitch", "--small", small, "--large", other, "--texts", "x.txt", "--out",
+                 str(tmp_path / "s")]) == 2
+    assert "record different hook_name values" in capsys.readouterr().err
+    hub.put_saelens("me/bare", "small", relu_sae(32, 16))  # configs without model or hook
+    hub.put_saelens("me/bare", "large", relu_sae(32, 64))
+    assert main(["stitch", "--small", "hf://me/bare/small", "--large", "hf://me/bare/large", "--out",
+                 str(tmp_path / "s")]) == 2
+    assert "do not record model_name; pass --model" in capsys.readouterr().err
+
+
+def test_meta_and_eval_take_published_saes(hub, tmp_path, capsys):
+    from sae_fast.cli import main
+    from sae_fast.commands.meta import reference_label
+
+    small, large = _published_pair(hub)
+    out = tmp_path / "meta"
+    assert main(["meta", "--sae", large, "--reference", small, "--reference", "hf://jbloom/"
+                 "GPT2-Small-Feature-Splitting-Experiment-Layer-8/blocks.8.hook_resid_pre_768@main", "--out", str(out),
+                 "--n-meta-latents", "4", "--k", "2", "--epochs", "2", "--no-progress", "--examples", "1"]) == 0
+    report = json.loads((out / "meta_sae.json").read_text())
+    assert report["decomposed_sae"] == large and report["fit"]["n_latents"] == 32
+    assert set(report["max_cos_vs_references"]) == {"blocks.8.hook_resid_pre_768"}  # one SAE, named twice
+    assert reference_label("gemma-scope-2b-pt-res:layer_12/width_16k/average_l0_82") == \
+        "layer_12/width_16k/average_l0_82"
+    assert main(["eval", "--sae", small, "--cache", str(tmp_path / "missing"), "--no-progress"]) == 2
