@@ -298,3 +298,37 @@ def test_meta_and_eval_take_published_saes(hub, tmp_path, capsys):
     assert reference_label("gemma-scope-2b-pt-res:layer_12/width_16k/average_l0_82") == \
         "layer_12/width_16k/average_l0_82"
     assert main(["eval", "--sae", small, "--cache", str(tmp_path / "missing"), "--no-progress"]) == 2
+
+
+# ---------------------------------------------------------------------------- reproduce --preset paper-gpt2
+def test_paper_gpt2_preset_offline_fails_at_once_saying_what_it_needs(hub, tmp_path, capsys):
+    from sae_fast.reproduce.pipeline import main
+
+    out = tmp_path / "out"
+    assert main(["--preset", "paper-gpt2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be reached" in err and "gpt2" in err and "'openwebtext'" in err
+    assert f"huggingface-cli download {FAMILY_REPO} --include 'blocks.8.hook_resid_pre_768/*'" in err
+    assert not out.exists()  # nothing was loaded or written
+    assert main(["--preset", "paper-gpt2", "--out", str(out), "--small", "blocks.8.hook_resid_pre_76"]) == 2
+    assert "close ids" in capsys.readouterr().err
+
+
+def test_paper_gpt2_preset_runs_end_to_end_on_a_cached_family(hub, tmp_path, capsys):
+    """The whole preset on stand-ins for the family (tiny SAEs recording the tiny model) and local texts."""
+    from sae_fast.reproduce.pipeline import main
+
+    meta = {"model_name": "tiny-random", "hook_name": "blocks.1.hook_resid_post", "context_size": 16}
+    for width, seed in ((768, 0), (1536, 1), (3072, 2), (49152, 3)):
+        hub.put_saelens(FAMILY_REPO, f"blocks.8.hook_resid_pre_{width}", relu_sae(32, width // 48, seed), meta)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Sparse autoencoders decompose activations into features. " * 20)
+    out = tmp_path / "out"
+    assert main(["--preset", "paper-gpt2", "--out", str(out), "--texts", str(corpus), "--device", "cpu",
+                 "--eval-tokens", "60", "--meta-epochs", "2", "--n-meta-latents", "4", "--no-progress"]) == 0
+    document = json.loads((out / "claims.json").read_text())
+    assert document["activations"]["rows"] == 60 and set(document["stitching"]["pairs"]) == {"16_to_32", "32_to_64"}
+    assert document["claims"]["novel_fraction"]["paper"] == pytest.approx(657 / 1536)
+    novel = document["stitching"]["pairs"]["16_to_32"]["classification"]["novel_fraction"]
+    assert document["claims"]["novel_fraction"]["measured"] == novel
+    assert "| novel_fraction:" in (out / "report.md").read_text()
