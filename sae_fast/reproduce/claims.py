@@ -47,7 +47,8 @@ def build_claims(config: Any, stitching: dict, architectures: dict, meta: dict, 
             0.94, same_size, same_size >= 0.80, ">= 0.80", a=folders["small_other"], b=folders["small"]),
         "add_novel_mse_change": _claim(
             "relative MSE change (normalised space) from adding every novel latent to the small SAE",
-            PAPER_ADD_NOVEL_MSE_CHANGE, added["relative_mse_change"], added["relative_mse_change"] < 0, "< 0 (lowers the MSE)"),
+            PAPER_ADD_NOVEL_MSE_CHANGE, added["relative_mse_change"], added["relative_mse_change"] < 0,
+            "< 0 (lowers the MSE)"),
         "fig5_both_phases_lower_mse": _claim(
             "Fig. 5: mean MSE change per step of adding novel latents and of swapping groups",
             "both < 0", steps, steps["add_novel"] is not None and steps["swap_group"] is not None

@@ -146,8 +146,8 @@ def run_published_reproduction(config: PublishedReproduceConfig) -> Path:
     stitching = stitching_pairs([(saes["small"], saes["medium"]), (saes["medium"], saes["large"])], x,
                                 config.threshold, config.seed, out / "stitching")
 
-    meta_config = MetaSAEConfig(n_meta_latents=config.n_meta_latents, epochs=config.meta_epochs, train={"seed": config.seed, "progress": config.progress,
-                                                                  "device": config.device})
+    meta_config = MetaSAEConfig(n_meta_latents=config.n_meta_latents, epochs=config.meta_epochs,
+                                train={"seed": config.seed, "progress": config.progress, "device": config.device})
     meta = train_meta_sae(saes["meta_sae"], meta_config)
     save_pretrained(meta.meta_sae, out / "meta" / "meta_sae", metadata={"decomposed_sae": names["meta_sae"]})
     references = {f"SAE-{saes[key].d_sae}": saes[key] for key in ("small", "medium", "large", "meta_sae")}
