@@ -9,7 +9,7 @@ export VENV
 # (torch's pool, the C++ ops, other processes); sleeping threads cost microseconds per region.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: venv test demo reproduce bench clean
+.PHONY: venv test demo reproduce reproduce-gpt2 bench clean
 
 venv:
 	bash scripts/ensure_venv.sh
@@ -25,6 +25,12 @@ demo: venv
 # Flags: REPRODUCE_ARGS="--milestones 1000 4000 16000 64000" continues a finished run to 64k steps.
 reproduce: venv
 	$(PY) -m sae_fast.reproduce $(REPRODUCE_ARGS)
+
+# The paper's stitching and meta-SAE analyses on its own published GPT-2 SAEs (gpt2-small-res-jb-feature-splitting),
+# with GPT-2 small on OpenWebText: needs network access (the SAEs, GPT-2, the text stream), ideally a GPU.
+# Offline it stops at once and says what to fetch. Flags: REPRODUCE_ARGS="--device cpu --eval-tokens 8192".
+reproduce-gpt2: venv
+	$(PY) -m sae_fast.reproduce --preset paper-gpt2 $(REPRODUCE_ARGS)
 
 # Benchmarks compare each kernel with the dense torch path in the same run; the results (JSON and a
 # Markdown table) land in the untracked benchmarks/results/local/. To refresh the committed tables in

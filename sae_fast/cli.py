@@ -9,6 +9,12 @@
     sae-fast recalibrate --sae runs/sweep/btk --cache runs/acts-l15     # BatchTopK θ (train does it by default)
     sae-fast stitch --small runs/s768/btk --large runs/s1536/btk --cache runs/acts-heldout --out runs/stitch
     sae-fast meta --sae runs/sweep/btk --out runs/meta --epochs 300
+    sae-fast stitch --small gpt2-small-res-jb-feature-splitting:blocks.8.hook_resid_pre_768 \\
+        --large gpt2-small-res-jb-feature-splitting:blocks.8.hook_resid_pre_1536 --out runs/stitch-gpt2
+
+Wherever a command reads an SAE (``eval``, ``stitch``, ``meta``) it takes a folder, a published SAE as
+``RELEASE:ID`` or ``hf://OWNER/REPO[/FOLDER][@REVISION]`` (see :mod:`sae_fast.io.hub`); ``stitch`` without
+``--cache`` streams activations from the model the SAEs were trained on.
 
 Flags of ``cache`` (and the ``--act-*`` flags of ``train --live``) map one-to-one onto
 :class:`~sae_fast.activations.ActivationConfig`; the optimisation flags of ``train`` map one-to-one
@@ -251,6 +257,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     from sae_fast.activations import OFFLINE_DEFAULT_MODEL, ActivationConfig
     from sae_fast.commands.meta import __doc__ as meta_doc
     from sae_fast.commands.meta import add_meta_arguments, cmd_meta
+    from sae_fast.commands.inputs import SAE_HELP
     from sae_fast.commands.recalibrate import DEFAULT_BATCHES, cmd_recalibrate
     from sae_fast.commands.stitch import __doc__ as stitch_doc
     from sae_fast.commands.stitch import add_stitch_arguments, cmd_stitch
@@ -318,7 +325,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     evaluation = commands.add_parser("eval", help="evaluate saved SAEs on held-out activations",
                                      description="NMSE, variance explained, L0 histogram, dead latents and "
                                                  "(with --ce-sequences) CE degradation of saved SAEs.")
-    evaluation.add_argument("--sae", action="append", required=True, help="saved SAE folder (repeatable)")
+    evaluation.add_argument("--sae", action="append", required=True, help="an SAE (repeatable): " + SAE_HELP)
     evaluation.add_argument("--cache", required=True, help="activation cache (from `sae-fast cache`)")
     evaluation.add_argument("--split", choices=("heldout", "train", "all"), default="heldout",
                             help="rows of the cache to evaluate on (default: %(default)s, never seen by training)")

@@ -63,5 +63,37 @@ def load_activations(
     return load_activation_file(path, max_tokens, dtype)
 
 
+def add_stream_arguments(parser: Any) -> None:
+    """Flags of activations streamed for published SAEs (see :mod:`sae_fast.activations.sae_source`)."""
+    import argparse
+
+    parser.add_argument("--model", default=None, help="without --cache: the model to stream activations from "
+                        "(default: the SAEs' model_name, e.g. gpt2-small -> gpt2; 'tiny-random' for tests)")
+    parser.add_argument("--texts", default=None, help="without --cache: text source (offline-prose, openwebtext, "
+                        "hf:PATH[:SPLIT[:FIELD]], or .txt/.jsonl paths; default: the SAEs' dataset_path)")
+    parser.add_argument("--hook-name", default=None, help="without --cache: hook to read (default: the SAEs' "
+                        "hook_name)")
+    parser.add_argument("--seq-len", type=int, default=None, help="without --cache: tokens per sequence "
+                        "(default: the SAEs' context_size, else 128); position 0 is dropped")
+    parser.add_argument("--prepend-bos", action=argparse.BooleanOptionalAction, default=None,
+                        help="without --cache: start sequences with BOS (default: the SAEs' prepend_bos, else no)")
+
+
+def streamed_activations(references: list[str], args: Any, max_tokens: int) -> tuple[Tensor, dict[str, Any]]:
+    """``max_tokens`` rows streamed for the SAEs ``references`` (``add_stream_arguments``'s flags), and a record
+    of where they came from."""
+    from sae_fast.activations.sae_source import activation_source, stream_sae_activations
+    from sae_fast.commands.models import load_model_by_name
+
+    source = activation_source(references, model=args.model, texts=args.texts, hook_name=args.hook_name,
+                               seq_len=args.seq_len, prepend_bos=args.prepend_bos, max_tokens=max_tokens)
+    rows = stream_sae_activations(source, load_model_by_name(source.model, args.device),
+                                  progress=getattr(args, "progress", False))
+    return rows.to(torch.float32), {"streamed": {"model": source.model, "texts": source.texts,
+                                                 **source.config.to_dict()}}
+
+
+SAE_HELP = ("a saved SAE folder, a published SAE as RELEASE:ID (e.g. "
+            "gpt2-small-res-jb-feature-splitting:blocks.8.hook_resid_pre_768) or hf://OWNER/REPO[/FOLDER][@REVISION]")
 ACTIVATIONS_HELP = ("activation cache folder (from `sae-fast cache`; its held-out rows) or a .pt/.npy/.safetensors "
                     "tensor [..., d_in]")

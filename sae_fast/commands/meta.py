@@ -27,12 +27,25 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
     from sae_fast.commands.arguments import add_dataclass_arguments
     from sae_fast.meta import MetaSAEConfig
 
-    parser.add_argument("--sae", required=True, help="the SAE folder whose decoder rows are decomposed")
+    from sae_fast.commands.inputs import SAE_HELP
+
+    parser.add_argument("--sae", required=True, help="the SAE whose decoder rows are decomposed: " + SAE_HELP)
     parser.add_argument("--out", required=True, help=f"folder for {META_SAE_FOLDER}/ and {META_RESULT}")
     parser.add_argument("--reference", action="append", default=[], metavar="DIR",
-                        help="an SAE to compare the meta-latents with (repeatable; e.g. smaller SAEs of the family)")
+                        help="an SAE to compare the meta-latents with, given like --sae (repeatable; e.g. smaller SAEs "
+                             "of the family)")
     parser.add_argument("--examples", type=int, default=8, help="latents whose decomposition is recorded")
     add_dataclass_arguments(parser, MetaSAEConfig, skip=WORKFLOW_SET_TRAIN_FIELDS, defaults={"n_meta_latents": None})
+
+
+def reference_label(reference: str) -> str:
+    """A short name for a reference SAE: a folder's name (also of an hf:// one), or a published SAE's id."""
+    from sae_fast.io.hub import HF_PREFIX
+
+    if Path(reference).exists() or reference.startswith(HF_PREFIX) or ":" not in reference:
+        return reference.split("@")[0].rstrip("/").rsplit("/", 1)[-1] if reference.startswith(HF_PREFIX) \
+            else Path(reference).name
+    return reference.split(":", 1)[1]
 
 
 def cmd_meta(args: argparse.Namespace) -> int:
@@ -46,7 +59,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
     refuse_input_folder(out)
     check_writable(out)
     sae = load_pretrained(args.sae, device=args.device)
-    references = {Path(p).name: load_pretrained(p, device=args.device) for p in args.reference}
+    references = {reference_label(p): load_pretrained(p, device=args.device) for p in args.reference}
     n_meta = args.n_meta_latents or max(args.k, round(sae.d_sae / PAPER_LATENTS_PER_META_LATENT))
     config = dataclass_from_args(MetaSAEConfig, args, n_meta_latents=n_meta)
     meta = train_meta_sae(sae, config)

@@ -20,13 +20,17 @@ STITCH_RESULT = "stitch.json"
 
 def add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
     from sae_fast.commands.arguments import add_dataclass_arguments
-    from sae_fast.commands.inputs import ACTIVATIONS_HELP
+    from sae_fast.commands.inputs import ACTIVATIONS_HELP, SAE_HELP, add_stream_arguments
     from sae_fast.stitching import StitchingConfig
 
-    parser.add_argument("--small", required=True, help="the smaller SAE's folder (as `sae-fast train` saves it)")
+    parser.add_argument("--small", required=True, help="the smaller SAE: " + SAE_HELP)
     parser.add_argument("--large", required=True,
-                        help="the larger SAE's folder, trained on the same activations")
-    parser.add_argument("--cache", required=True, help=ACTIVATIONS_HELP)
+                        help="the larger SAE, trained on the same activations: " + SAE_HELP)
+    parser.add_argument("--cache", default=None,
+                        help=ACTIVATIONS_HELP + "; without it, activations are streamed from the model the SAEs "
+                             "were trained on (the --model/--texts/--hook-name/--seq-len flags, each defaulting to "
+                             "what the SAEs' configs record)")
+    add_stream_arguments(parser)
     parser.add_argument("--out", required=True, help=f"folder for {STITCH_RESULT} and the figures")
     parser.add_argument("--max-tokens", type=int, default=32768, help="evaluation tokens (default: %(default)s)")
     parser.add_argument("--bins", type=int, default=50, help="bins of the max-cosine histogram (Fig. 10)")
@@ -107,7 +111,7 @@ def _figures(results: dict[str, Any], out: Path, labels: tuple[str, str], meta: 
 
 def cmd_stitch(args: argparse.Namespace) -> int:
     from sae_fast.commands.arguments import dataclass_from_args
-    from sae_fast.commands.inputs import load_activations
+    from sae_fast.commands.inputs import load_activations, streamed_activations
     from sae_fast.commands.outputs import check_writable, refuse_input_folder
     from sae_fast.io.atomic import atomic_write_text
     from sae_fast.stitching import StitchingConfig
@@ -121,13 +125,15 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     if small.d_sae >= large.d_sae:
         raise ValueError(f"--small has {small.d_sae} latents and --large {large.d_sae}; pass the smaller SAE "
                          "as --small")
-    x = load_activations(args.cache, args.max_tokens, split="heldout")
+    if args.cache is not None:
+        x, data = load_activations(args.cache, args.max_tokens, split="heldout"), {"cache": str(args.cache)}
+    else:
+        x, data = streamed_activations([args.small, args.large], args, args.max_tokens)
     summary, results = stitching_report(small, large, x, config, args.bins)
-    record = {"small": str(args.small), "large": str(args.large), "cache": str(args.cache), **summary}
+    record = {"small": str(args.small), "large": str(args.large), **data, **summary}
     if args.figures:
         labels = (f"SAE-{small.d_sae}", f"SAE-{large.d_sae}")
-        record["figures"] = _figures(results, out, labels, meta={"small": args.small, "large": args.large,
-                                                                   "cache": args.cache})
+        record["figures"] = _figures(results, out, labels, meta={"small": args.small, "large": args.large, **data})
     atomic_write_text(out / STITCH_RESULT, json.dumps(to_jsonable(record), indent=2))
     c, a = summary["classification"], summary["adding_novel_latents"]
     print(f"{c['n_novel']} of {c['n_large_latents']} latents of the large SAE are novel at θ = {c['threshold']} "

@@ -20,6 +20,7 @@ import torch
 
 from sae_fast.io import gemma_scope, native, saelens, sparsify
 from sae_fast.io.building import resolve_dtype
+from sae_fast.io.hub import resolve_sae_folder
 from sae_fast.io.reading import read_json
 from sae_fast.kernels.dispatch import check_backend
 from sae_fast.sae import SparseAutoencoder
@@ -32,20 +33,32 @@ _FILE_NAMES = (
 
 def load_pretrained(
     path: str | os.PathLike,
+    sae_id: str | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
     *,
     backend: str = "auto",
+    revision: str | None = None,
 ) -> SparseAutoencoder:
-    """Load an SAE saved by sae_fast, SAELens, EleutherAI sparsify or Gemma Scope.
+    """Load an SAE saved by sae_fast, SAELens, EleutherAI sparsify or Gemma Scope, from disk or the Hub.
+
+    ``load_pretrained("gpt2-small-res-jb-feature-splitting", "blocks.8.hook_resid_pre_768")`` and
+    ``load_pretrained("gpt2-small-res-jb-feature-splitting:blocks.8.hook_resid_pre_768")`` load a published
+    SAE by release name; ``load_pretrained("hf://OWNER/REPO/FOLDER@REVISION")`` one from any Hub folder.
+    Published SAEs are downloaded through ``huggingface_hub`` (see :mod:`sae_fast.io.hub`) and checked
+    exactly like local files.
 
     Args:
         path: the SAE's folder, or one of its files (``cfg.json``, ``sae_weights.safetensors``,
-            ``sae.safetensors``, a Gemma Scope ``params.npz`` or any other ``.npz`` of that layout).
+            ``sae.safetensors``, a Gemma Scope ``params.npz`` or any other ``.npz`` of that layout); or a
+            published SAE: a release name (with ``sae_id``), ``RELEASE:ID``, or ``hf://OWNER/REPO[/FOLDER][@REV]``.
+            An existing local path always wins over the published forms.
+        sae_id: with a release name as ``path``, which of its SAEs (unknown names list close matches).
         device: where to put the SAE (default: torch's default device, normally the CPU).
         dtype: parameter dtype (default: the one the files store or their config names).
         backend: the kernels the SAE runs with (see ``SparseAutoencoder``): a choice of this
             machine, never read from the files.
+        revision: for a published SAE, the branch, tag or commit to load (default: main).
 
     Returns:
         The matching sae_fast SAE in eval mode, computing the same codes and reconstructions as
@@ -54,19 +67,27 @@ def load_pretrained(
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if sae_id is not None and not isinstance(sae_id, str):
+        raise TypeError(f"sae_id must be a str naming one SAE of the release (device is a keyword argument: "
+                        f"device=...), got {type(sae_id).__name__}")
+    if revision is not None and not isinstance(revision, str):
+        raise TypeError(f"revision must be a branch, tag or commit string, got {type(revision).__name__}")
     if device is not None and not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
     dtype = resolve_dtype(dtype)
     if backend != "dense":  # the deprecated alias: the SAE's setter warns and maps it to dense_training
         check_backend(backend)
-    sae = _load(Path(path), device, dtype)
+    sae = _load(resolve_sae_folder(path, sae_id, revision), device, dtype)
     sae.backend = backend
     return sae
 
 
 def _load(path: Path, device: torch.device | str | None, dtype: torch.dtype | None) -> SparseAutoencoder:
     if not path.exists():
-        raise FileNotFoundError(f"no SAE at {path}: the path does not exist")
+        raise FileNotFoundError(
+            f"no SAE at {path}: the path does not exist (a published SAE is named RELEASE:ID, e.g. "
+            "gpt2-small-res-jb-feature-splitting:blocks.8.hook_resid_pre_768, or hf://OWNER/REPO/FOLDER)"
+        )
 
     if path.is_file():
         if path.suffix == ".npz":

@@ -68,19 +68,28 @@ def convergence_point(config: ReproduceConfig, saes: dict[str, Any], x: torch.Te
 
 def stitching_analyses(config: ReproduceConfig, saes: dict[str, Any], x: torch.Tensor, out: Path) -> dict[str, Any]:
     """Figs. 4, 5, 10, 11, 14, 16, 18, 19 on the final snapshot."""
-    from sae_fast.commands.stitch import _figures, stitching_report
-    from sae_fast.stitching import (
-        StitchingConfig, activation_vs_decoder_similarity, encode_eval_set, novelty_roc,
-        reconstruction_fraction_matrix,
-    )
-    from sae_fast.stitching.figures import plot_activation_similarity, plot_interpolation, plot_reconstruction_fraction
+    from sae_fast.stitching import reconstruction_fraction_matrix
+    from sae_fast.stitching.figures import plot_reconstruction_fraction
 
     n = family_names(config)
-    stitching = StitchingConfig(threshold=config.threshold, novel_order="random", group_order="random",
-                                seed=config.seed)
+    pairs = stitching_pairs([(saes[n["small"]], saes[n["medium"]]), (saes[n["medium"]], saes[n["large"]])], x,
+                            config.threshold, config.seed, out)
+    btk = [name for name in saes if name.startswith("batchtopk")]
+    matrix = reconstruction_fraction_matrix([saes[name] for name in btk], btk, config.threshold)
+    plot_reconstruction_fraction(matrix, out)
+    return {**pairs, "reconstruction_fraction_matrix": {"labels": matrix.labels, "fraction": matrix.fraction.tolist()}}
+
+
+def stitching_pairs(pairs: list[tuple[Any, Any]], x: torch.Tensor, threshold: float, seed: int, out: Path
+                    ) -> dict[str, Any]:
+    """Figs. 4, 5, 10, 14, 16, 18 for each (small, large) pair, and Fig. 11 for the first pair."""
+    from sae_fast.commands.stitch import _figures, stitching_report
+    from sae_fast.stitching import StitchingConfig, activation_vs_decoder_similarity, encode_eval_set, novelty_roc
+    from sae_fast.stitching.figures import plot_activation_similarity, plot_interpolation
+
+    stitching = StitchingConfig(threshold=threshold, novel_order="random", group_order="random", seed=seed)
     records, paths = {}, {}
-    for pair in (("small", "medium"), ("medium", "large")):
-        small, large = saes[n[pair[0]]], saes[n[pair[1]]]
+    for small, large in pairs:
         label = f"{small.d_sae}_to_{large.d_sae}"
         summary, results = stitching_report(small, large, x, stitching)
         figures = _figures(results, out / label, (f"SAE-{small.d_sae}", f"SAE-{large.d_sae}"), meta={"pair": label})
@@ -96,17 +105,13 @@ def stitching_analyses(config: ReproduceConfig, saes: dict[str, Any], x: torch.T
         paths[f"SAE-{small.d_sae} to SAE-{large.d_sae}"] = results["interpolation"]
     plot_interpolation(paths, out, stem="fig5_interpolation_family")
 
-    encoded = encode_eval_set(saes[n["small"]], saes[n["medium"]], x)
-    similarity = activation_vs_decoder_similarity(saes[n["small"]], saes[n["medium"]], encoded)
+    small, large = pairs[0]
+    similarity = activation_vs_decoder_similarity(small, large, encode_eval_set(small, large, x))
     plot_activation_similarity(similarity, out)
-    btk = [name for name in saes if name.startswith("batchtopk")]
-    matrix = reconstruction_fraction_matrix([saes[name] for name in btk], btk, config.threshold)
-    plot_reconstruction_fraction(matrix, out)
     return {
         "pairs": records,
         "activation_vs_decoder": {"r_squared": similarity.r2, "min_decoder_cos": similarity.min_decoder_cos,
                                   "n_pairs": similarity.n_pairs_in_r2},
-        "reconstruction_fraction_matrix": {"labels": matrix.labels, "fraction": matrix.fraction.tolist()},
     }
 
 

@@ -1,4 +1,7 @@
-"""The reproduction's driver: stages in order, each timed, with the results written atomically."""
+"""The reproduction's driver: stages in order, each timed, with the results written atomically.
+
+``--preset paper-gpt2`` runs :mod:`sae_fast.reproduce.published` instead (the paper's own GPT-2 SAEs).
+"""
 
 from __future__ import annotations
 
@@ -106,5 +109,28 @@ def parse_config(argv: list[str] | None, prog: str = "python -m sae_fast.reprodu
 
 
 def main(argv: list[str] | None = None) -> int:
-    run_reproduction(parse_config(argv))
+    """``python -m sae_fast.reproduce [--preset paper-gpt2] [flags]``: the offline family, or a preset."""
+    import argparse
+    import sys
+
+    from sae_fast.reproduce.published import PRESET, PublishedReproduceConfig, run_published_reproduction
+
+    chooser = argparse.ArgumentParser(add_help=False)
+    chooser.add_argument("--preset", choices=(PRESET,), default=None)
+    known, rest = chooser.parse_known_args(argv)
+    if known.preset is None:
+        run_reproduction(parse_config(rest))
+        return 0
+    import sae_fast.reproduce.published as published
+    from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args
+
+    parser = argparse.ArgumentParser(prog=f"python -m sae_fast.reproduce --preset {PRESET}",
+                                     description=published.__doc__)
+    add_dataclass_arguments(parser, PublishedReproduceConfig)
+    config = dataclass_from_args(PublishedReproduceConfig, parser.parse_args(rest))
+    try:
+        run_published_reproduction(config)
+    except (RuntimeError, ValueError, FileNotFoundError, PermissionError) as error:
+        print(f"reproduce --preset {PRESET}: error: {error}", file=sys.stderr)
+        return 2
     return 0

@@ -51,6 +51,16 @@ def plot_convergence(convergence: dict[str, dict[str, float]], path: Path) -> No
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def claims_table(claims: dict[str, dict[str, Any]]) -> list[str]:
+    """The Markdown table of ``claims`` (paper, ours, target, holds), one line per row."""
+    lines = ["| claim | paper | ours | target | holds |", "|---|---|---|---|---|"]
+    for name, claim in claims.items():
+        holds = {True: "yes", False: "**no**", None: "n/a"}[claim["holds"]]
+        lines.append(f"| {name}: {claim['description']} | {_fmt(claim['paper'])} | {_fmt(claim['measured'])} | "
+                     f"{claim['target']} | {holds} |")
+    return lines
+
+
 def write_report(out: Path, document: dict[str, Any], timings: dict[str, float]) -> Path:
     convergence = document["convergence"]
     plot_convergence(convergence, out / "convergence.png")
@@ -66,13 +76,8 @@ def write_report(out: Path, document: dict[str, Any], timings: dict[str, float])
         "",
         "## Claims",
         "",
-        "| claim | paper | ours | target | holds |",
-        "|---|---|---|---|---|",
+        *claims_table(document["claims"]),
     ]
-    for name, claim in document["claims"].items():
-        holds = {True: "yes", False: "**no**", None: "n/a"}[claim["holds"]]
-        lines.append(f"| {name}: {claim['description']} | {_fmt(claim['paper'])} | {_fmt(claim['measured'])} | "
-                     f"{claim['target']} | {holds} |")
     lines += ["", "## Convergence study", "",
               "Each statistic on the held-out tokens at each snapshot of the same training run "
               "(`convergence.png`). Where the last columns still move, the SAEs have not converged and the "
