@@ -70,6 +70,10 @@ def load_pretrained(
     if sae_id is not None and not isinstance(sae_id, str):
         raise TypeError(f"sae_id must be a str naming one SAE of the release (device is a keyword argument: "
                         f"device=...), got {type(sae_id).__name__}")
+    if sae_id is not None and _names_a_device(sae_id):
+        # The second positional argument was `device` before release names existed.
+        raise TypeError(f"load_pretrained's second argument is the release's SAE id, and {sae_id!r} names a device; "
+                        f"pass it as a keyword: load_pretrained(path, device={sae_id!r})")
     if revision is not None and not isinstance(revision, str):
         raise TypeError(f"revision must be a branch, tag or commit string, got {type(revision).__name__}")
     if device is not None and not isinstance(device, (str, torch.device)):
@@ -136,3 +140,11 @@ def _load(path: Path, device: torch.device | str | None, dtype: torch.dtype | No
 
 # What ``SparseAutoencoder.from_pretrained`` calls: the modules sit below io and cannot import it.
 SparseAutoencoder.register_pretrained_loader(load_pretrained)
+
+
+def _names_a_device(text: str) -> bool:
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        return False
+    return True
