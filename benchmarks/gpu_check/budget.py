@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 
-class OutOfTime(Exception):
-    """Raised by :meth:`Budget.require` when what is left cannot cover the next piece of work."""
+class Skipped(Exception):
+    """Work that does not run, with the reason: the budget cannot cover it, or a stage it reads did not finish."""
 
 
 class Budget:
@@ -23,4 +23,4 @@ class Budget:
         """Go on only if ``seconds`` are left for ``what``; otherwise say so (the stage records it as skipped)."""
         left = self.remaining()
         if left < seconds:
-            raise OutOfTime(f"{what}: needs about {seconds:.0f} s, {max(left, 0):.0f} s of the budget left")
+            raise Skipped(f"{what}: needs about {seconds:.0f} s, {max(left, 0):.0f} s of the budget left")

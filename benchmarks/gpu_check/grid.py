@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 
-from gpu_check.budget import Budget, OutOfTime
+from gpu_check.budget import Budget, Skipped
 from gpu_check.config import CheckConfig
 from gpu_check.timing import free_device_memory
 
@@ -36,7 +36,7 @@ def run_cases(
         estimate = MIN_CASE_S if seconds_per_latent is None else max(MIN_CASE_S, 1.5 * seconds_per_latent * m)
         try:
             budget.require(estimate, f"m={m} k={k}")
-        except OutOfTime as out:
+        except Skipped as out:
             skipped.append(str(out))
             continue
         begin = time.monotonic()

@@ -102,7 +102,8 @@ def markdown(meta_info: dict, stages: list[dict]) -> str:
             lines += _table(_milliseconds(stage["rows"])) + [""]
         for key in ("skipped_cases", "case_errors", "failures"):
             for item in stage.get(key) or []:
-                lines.append(f"- {key.replace('_', ' ')}: {_cell(item if isinstance(item, str) else item.get('error'))}")
+                text = item if isinstance(item, str) else f"m={item['m']} k={item['k']}: {item['error']}"
+                lines.append(f"- {key.replace('_', ' ')}: {_cell(text)}")
         if stage.get("traceback"):
             lines += ["```", stage["traceback"].rstrip(), "```"]
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 
-from gpu_check.budget import Budget, OutOfTime
+from gpu_check.budget import Budget, Skipped
 from gpu_check.config import CheckConfig
 from gpu_check.report import meta, write
 
@@ -22,7 +22,7 @@ STAGES = ("environment", "ceilings", "kernel_tests", "kernel_checks", "training_
           "matryoshka", "max_cosine")  # fmt: skip
 """In order; stage ``X`` is the module ``gpu_check.stage_X``, imported when it runs so that a failing import
 (of a kernel module, say) is that stage's recorded failure and not the end of the run."""
-NEEDS = {"training_step": "ceilings", **{name: "environment" for name in STAGES[1:]}}
+NEEDS = {**{name: ("environment",) for name in STAGES[1:]}, "training_step": ("environment", "ceilings")}
 """A stage that reads another's numbers (the floor reads the ceilings; everything needs a working
 environment): it is skipped when that one did not finish."""
 
@@ -31,16 +31,16 @@ def run_stage(name: str, cfg: CheckConfig, context: dict) -> dict:
     budget: Budget = context["budget"]
     begin = time.monotonic()
     result = {"name": name}
-    needed = NEEDS.get(name)
     try:
-        if needed and context["results"].get(needed, {}).get("status") not in ("ok", "partial"):
-            raise OutOfTime(f"needs the {needed} stage, which did not finish")
+        for needed in NEEDS.get(name, ()):
+            if context["results"].get(needed, {}).get("status") not in ("ok", "partial"):
+                raise Skipped(f"needs the {needed} stage, which did not finish")
         stage = importlib.import_module(f"gpu_check.stage_{name}")
         budget.require(stage.NEEDS_S if not cfg.dry else 0.0, name)
         result.update(stage.run(cfg, context))
         cut = result.get("skipped_cases") or result.get("case_errors")
         result["status"] = "partial" if cut else "ok"
-    except OutOfTime as reason:
+    except Skipped as reason:
         result.update(status="skipped", reason=str(reason))
     except Exception as error:  # a failed stage is a result; the next stage still runs
         result.update(status="failed", error=f"{type(error).__name__}: {error}"[:2000],

@@ -42,8 +42,8 @@ def run(cfg: CheckConfig, context: dict) -> dict:
         "tf32_flop_per_s": matmul_rate(cfg.device, gemm_size, torch.float32, True, warmup, reps),
         "fp32_flop_per_s": matmul_rate(cfg.device, gemm_size, torch.float32, False, warmup, reps),
     }
-    summary = (f"copy {numbers['copy_bytes_per_s'] / 1e12:.3g} TB/s; bf16 {numbers['bf16_flop_per_s'] / 1e12:.3g}, "
-               f"tf32 {numbers['tf32_flop_per_s'] / 1e12:.3g}, fp32 {numbers['fp32_flop_per_s'] / 1e12:.3g} TFLOP/s")  # fmt: skip
+    rates = ", ".join(f"{name} {numbers[f'{name}_flop_per_s'] / 1e12:.3g}" for name in ("bf16", "tf32", "fp32"))
+    summary = f"copy {numbers['copy_bytes_per_s'] / 1e12:.3g} TB/s; {rates} TFLOP/s"
     if cfg.dry:
         summary += " (CPU: no TF32 units, so the tf32 row is an fp32 product)"
     return {"numbers": numbers, "summary": summary,

@@ -22,6 +22,11 @@ from sae_fast.kernels.triton_backend import TRITON_OPS
 NEEDS_S = 10.0
 
 
+def timed_rows(cfg: CheckConfig, op: str, m: int, k: int, impls: dict) -> list[dict]:
+    return [{"op": op, "m": m, "k": k, "impl": impl, "median_s": median_seconds(fn, cfg.device, cfg.warmup, cfg.reps)}
+            for impl, fn in impls.items()]  # fmt: skip
+
+
 def _decode_rows(cfg: CheckConfig, m: int, k: int) -> list[dict]:
     g = torch.Generator(device=cfg.device).manual_seed(2)
     codes = TRITON_OPS.batch_topk_select(pre_activations(cfg, m), cfg.n_tokens * k)
@@ -34,8 +39,7 @@ def _decode_rows(cfg: CheckConfig, m: int, k: int) -> list[dict]:
         "triton": lambda: (TRITON_OPS.sparse_decode(codes, W_dec, b_dec),
                            TRITON_OPS.sparse_transpose_matmul(codes, grad_out)),
     }  # fmt: skip
-    return [{"op": "decode+W_dec_grad", "m": m, "k": k, "impl": impl,
-             "median_s": median_seconds(fn, cfg.device, cfg.warmup, cfg.reps)} for impl, fn in impls.items()]  # fmt: skip
+    return timed_rows(cfg, "decode+W_dec_grad", m, k, impls)
 
 
 def _aux_rows(cfg: CheckConfig, m: int, k: int) -> list[dict]:
@@ -58,8 +62,7 @@ def _aux_rows(cfg: CheckConfig, m: int, k: int) -> list[dict]:
         "triton_fused": lambda: encode_select(x, W_enc, b_enc, b_dec, k_total=k_total, aux_latents=dead_latents,
                                               aux_k=aux_k),
     }  # fmt: skip
-    return [{"op": "encode_select+aux", "m": m, "k": k, "impl": impl,
-             "median_s": median_seconds(fn, cfg.device, cfg.warmup, cfg.reps)} for impl, fn in impls.items()]  # fmt: skip
+    return timed_rows(cfg, "encode_select+aux", m, k, impls)
 
 
 def run(cfg: CheckConfig, context: dict) -> dict:

@@ -44,10 +44,11 @@ def run(cfg: CheckConfig, context: dict) -> dict:
     }
     if cfg.device == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("torch sees no CUDA device; on a CPU machine run GPU_CHECK_DRY=1 bash scripts/gpu_check.sh")
+            raise RuntimeError("torch sees no CUDA device; on a CPU machine run the dry run: "
+                               "GPU_CHECK_DRY=1 bash scripts/gpu_check.sh")
         props = torch.cuda.get_device_properties(0)
         info.update(device=props.name, multiprocessors=props.multi_processor_count,
-                    memory_gib=round(props.total_memory / 2**30, 1), capability=f"{props.major}.{props.minor}")  # fmt: skip
+                    capability=f"{props.major}.{props.minor}", memory_gib=round(props.total_memory / 2**30, 1))
     else:
         info.update(device=f"CPU ({info['machine']}), Triton interpreter")
     if info["triton"] is None:

@@ -62,7 +62,7 @@ def _selection_checks(pre: torch.Tensor, k_total: int) -> list[dict]:
     return checks
 
 
-def _encode_select_checks(x, W_enc, b_enc, b_dec, k_total: int, dead: torch.Tensor, aux_k: int, tf32: bool) -> list[dict]:
+def _encode_select_checks(x, W_enc, b_enc, b_dec, k_total: int, dead, aux_k: int, tf32: bool) -> list[dict]:
     from sae_fast.kernels.encode_select_triton import encode_select
 
     with tf32_products(tf32):

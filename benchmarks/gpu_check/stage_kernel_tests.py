@@ -36,7 +36,8 @@ TIME_SHARE = 0.35
 
 def _counts(summary: str) -> dict[str, int]:
     """``{"passed": 52, "failed": 1, ...}`` from pytest's last line."""
-    return {word: int(number) for number, word in re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected)", summary)}
+    found = re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected)", summary)
+    return {word: int(number) for number, word in found}
 
 
 def run(cfg: CheckConfig, context: dict) -> dict:
@@ -53,9 +54,9 @@ def run(cfg: CheckConfig, context: dict) -> dict:
     try:
         result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as expired:
-        tail = (expired.stdout or b"")[-3000:]
-        raise RuntimeError(f"the kernel tests ran past their {timeout:.0f} s share of the budget; output:\n"
-                           f"{tail.decode(errors='replace') if isinstance(tail, bytes) else tail}") from None  # fmt: skip
+        tail = expired.stdout or b""
+        tail = (tail.decode(errors="replace") if isinstance(tail, bytes) else tail)[-3000:]
+        raise RuntimeError(f"the kernel tests ran past their {timeout:.0f} s share of the budget:\n{tail}") from None
     lines = result.stdout.strip().splitlines()
     summary = lines[-1] if lines else ""
     counts = _counts(summary)

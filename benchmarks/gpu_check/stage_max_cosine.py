@@ -2,7 +2,8 @@
 
 The rate baseline is the product alone: the normalised queries in chunks times the normalised keys'
 transpose, through cuBLAS in the same precision (TF32, and bf16), counted as ``2 m1 m0 d`` FLOP. The
-hand-written peer (chunked product, then ``max``; the benchmarks' ``_dense_chunked``) is timed too.
+hand-written peer (chunked product, then ``max``; the benchmarks' ``_dense_chunked``, which normalises,
+and so multiplies, in fp32 whatever the inputs' dtype) is timed too.
 Extra memory is the kernel's peak allocation above its inputs: O(m) means no ``[m1, m0]`` matrix.
 """
 
@@ -24,7 +25,8 @@ CHUNK = 8192
 
 
 def _product_alone(queries: torch.Tensor, keys: torch.Tensor) -> callable:
-    qn, kn_t = normalize_rows(queries), normalize_rows(keys).T
+    # normalize_rows works in fp32; the product runs in the inputs' dtype, as the kernel's tiles do.
+    qn, kn_t = normalize_rows(queries).to(queries.dtype), normalize_rows(keys).to(keys.dtype).T
     out = torch.empty(min(CHUNK, qn.shape[0]), kn_t.shape[1], device=qn.device, dtype=qn.dtype)
 
     def product():
@@ -53,7 +55,8 @@ def run(cfg: CheckConfig, context: dict) -> dict:
             }
             for impl, fn in impls.items():
                 seconds = median_seconds(fn, cfg.device, 1, max(cfg.reps // 2, 2))
-                rows.append({"precision": precision, "impl": impl, "median_s": seconds, "tflop_per_s": flop / seconds / 1e12})
+                rows.append({"precision": precision, "impl": impl, "median_s": seconds,
+                             "tflop_per_s": flop / seconds / 1e12})
         del q, k
     rate = {(row["precision"], row["impl"]): row["tflop_per_s"] for row in rows}
     for row in rows:

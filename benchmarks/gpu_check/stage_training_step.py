@@ -41,7 +41,8 @@ def time_step(cfg: CheckConfig, impl: str, sae: BatchTopKSAE, with_memory: bool)
     """Median step time (and peak step memory) of ``impl`` on fresh random tokens."""
     step = IMPLS[impl]
     optimizer = peer_or_trainer_adam(impl, sae)
-    x = torch.randn(cfg.n_tokens, cfg.d_in, device=cfg.device, generator=torch.Generator(device=cfg.device).manual_seed(1))
+    g = torch.Generator(device=cfg.device).manual_seed(1)
+    x = torch.randn(cfg.n_tokens, cfg.d_in, device=cfg.device, generator=g)
     with tf32_products(cfg.tf32):
         seconds = median_seconds(lambda: step(sae, optimizer, x), cfg.device, cfg.warmup, cfg.reps)
         peak = peak_step_memory_bytes(step, sae, optimizer, x) if with_memory else None
@@ -80,7 +81,8 @@ def run(cfg: CheckConfig, context: dict) -> dict:
                                                f"floor {fast['floor_s'] * 1e3:.2f} ms)",
                      fast is not None and fast["times_floor"] <= TARGET_TIMES_FLOOR),
     ]  # fmt: skip
-    peaks = [f"{row['impl']} {row['peak_step_mib']} MiB" for row in outcome["rows"] if row.get("peak_step_mib") is not None]
+    peaks = [f"{row['impl']} {row['peak_step_mib']} MiB" for row in outcome["rows"]
+             if row.get("peak_step_mib") is not None]  # fmt: skip
     if peaks:
         outcome["summary"] = f"peak step memory above the parameters at m={largest_m}, k={k}: " + ", ".join(peaks)
     outcome["params"] = {"n": cfg.n_tokens, "d": cfg.d_in, "aux_k": cfg.aux_k, "dead_fraction": cfg.dead_fraction,
