@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +16,8 @@ COMMIT_FILE = REPO_ROOT / "COMMIT"
 
 
 def git_commit() -> str:
-    """``HEAD``'s hash (with ``+dirty`` when the tree has changes), else the COMMIT file, else ``unknown``."""
+    """``HEAD``'s hash (with ``+dirty`` when tracked files changed); in a copy without ``.git``, the variable
+    ``GPU_CHECK_COMMIT`` or the COMMIT file; else ``unknown``."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
         if head.returncode == 0:
@@ -24,6 +26,8 @@ def git_commit() -> str:
             return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
     except (OSError, subprocess.TimeoutExpired):
         pass
+    if os.environ.get("GPU_CHECK_COMMIT"):
+        return os.environ["GPU_CHECK_COMMIT"]
     if COMMIT_FILE.is_file():
         return COMMIT_FILE.read_text().strip() or "unknown"
     return "unknown"
