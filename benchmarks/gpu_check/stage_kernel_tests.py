@@ -47,9 +47,9 @@ def run(cfg: CheckConfig, context: dict) -> dict:
         env["TRITON_INTERPRET"] = "1"
     else:
         env.pop("TRITON_INTERPRET", None)  # the compiled kernels, not the interpreter
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x" if cfg.dry else "-rf", *TEST_FILES]
-    if cfg.dry:
-        command += ["-k", DRY_SELECTION]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TEST_FILES]
+    # On the GPU: name every failure and error, and the slowest tests (compilation shows up there).
+    command += ["-x", "-k", DRY_SELECTION] if cfg.dry else ["-rfE", "--durations=8"]
     timeout = max(context["budget"].remaining() * TIME_SHARE, NEEDS_S)
     try:
         result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -71,6 +71,6 @@ def run(cfg: CheckConfig, context: dict) -> dict:
             "all pass", summary, result.returncode == 0 and counts.get("passed", 0) > 0,
         )],
     }  # fmt: skip
-    if result.returncode != 0:
+    if result.returncode != 0 or not cfg.dry:
         outcome["output_tail"] = (result.stdout + result.stderr)[-4000:]
     return outcome
