@@ -287,6 +287,19 @@ class Trainer:
                 values.update(self.saes[name].training_statistics())
         return metrics
 
+    def _planned_steps(self, stream) -> int | None:
+        """The step count this run will reach: the token cap's or the stream's end, whichever comes first.
+
+        The progress bar's total and the final log line use it; ``None`` when neither is known.
+        """
+        cap = self.config.total_tokens
+        ends = [] if cap is None else [math.ceil(cap / self.config.batch_size)]
+        try:
+            ends.append(self.step + len(stream))  # the batches left (all epochs of a cache)
+        except TypeError:  # an endless or unsized stream
+            pass
+        return min(ends) if ends else None
+
     def train(self, batches: Iterable[Tensor]) -> TrainResult:
         """Train every SAE on ``batches`` until ``total_tokens`` or the end of the stream."""
         config = self.config
@@ -305,12 +318,7 @@ class Trainer:
         for sae in self.saes.values():
             sae.train()
         self._data_state = stream.state_dict()
-        total_steps = None if config.total_tokens is None else math.ceil(config.total_tokens / config.batch_size)
-        if total_steps is None and hasattr(stream, "__len__"):
-            try:
-                total_steps = self.step + len(stream)
-            except TypeError:
-                total_steps = None
+        total_steps = self._planned_steps(stream)
         bar = tqdm(total=total_steps, initial=self.step, unit="step", desc="train SAEs",
                    disable=not (config.progress and self.context.is_main), dynamic_ncols=True)
         last: dict[str, dict[str, float]] = {}
