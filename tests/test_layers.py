@@ -22,7 +22,7 @@ ORDER: list[set[str]] = [
     # and OpenMP's wait policy (set before torch loads the runtime)
     {"kernels"},
     {"similarity"},  # workflow-level names of the kernel layer's max-cosine ops
-    {"validation", "config_fields"},  # config_fields: the dataclass-field helpers every workflow config uses
+    {"validation", "config_fields", "duration"},  # config_fields: the dataclass-field helpers every workflow config uses
     {"autograd", "block_decode"},
     {"sae"},
     {"io"},

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sae_fast.duration import announce_duration
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.normalization import expected_average_scale
 from sae_fast.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -38,6 +39,8 @@ from sae_fast.training.distributed import (
 from sae_fast.training.metrics import MetricsLogger, step_metrics
 from sae_fast.training.optimizer import make_adam
 
+ANNOUNCE_AFTER_STEPS = 3
+"""Steps timed (after the first) before the expected duration of a run is printed."""
 CHECKPOINT_FORMAT = "sae_fast.training.checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -300,6 +303,17 @@ class Trainer:
             pass
         return min(ends) if ends else None
 
+    def _announce_duration(self, first_step: int, total_steps: int | None) -> None:
+        """Say the run's expected length once: steps 2-4 of this run timed (step 1 carries warm-up)."""
+        done = self.step - first_step
+        if done == 1:
+            self._timed_from = time.perf_counter()
+        elif done == 1 + ANNOUNCE_AFTER_STEPS and total_steps is not None and self.config.progress \
+                and self.context.is_main:
+            announce_duration("train SAEs", measured=ANNOUNCE_AFTER_STEPS,
+                              elapsed_s=time.perf_counter() - self._timed_from,
+                              remaining=total_steps - self.step, unit="steps")
+
     def train(self, batches: Iterable[Tensor]) -> TrainResult:
         """Train every SAE on ``batches`` until ``total_tokens`` or the end of the stream."""
         config = self.config
@@ -323,6 +337,7 @@ class Trainer:
                    disable=not (config.progress and self.context.is_main), dynamic_ncols=True)
         last: dict[str, dict[str, float]] = {}
         iterator = iter(stream)
+        first_step = self.step
         try:
             while config.total_tokens is None or self.tokens_seen < config.total_tokens:
                 x = next(iterator, None)
@@ -334,6 +349,7 @@ class Trainer:
                 metrics = self._train_step(x, log)
                 self.step += 1
                 self.tokens_seen += config.batch_size
+                self._announce_duration(first_step, total_steps)
                 self._data_state = stream.state_dict()
                 if log:
                     records = []
