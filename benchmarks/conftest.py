@@ -40,6 +40,8 @@ LOCAL_RESULTS_DIR = RESULTS_DIR / "local"
 
 # results file name -> list of measured rows; filled by record_benchmark, written at session end.
 _RESULTS: dict[str, list[dict]] = defaultdict(list)
+# (results file, case) -> why its baseline row is missing (e.g. sae-lens not installed).
+_MISSING_BASELINES: dict[tuple[str, str], str] = {}
 
 
 def pytest_addoption(parser):
@@ -94,6 +96,22 @@ def results_dir(config) -> Path:
     return LOCAL_RESULTS_DIR
 
 
+def record_times(*, file: str, case: str, impl: str, median_s: float, min_s: float, mean_s: float,
+                 stddev_s: float, rounds: int, baseline: bool = False, tokens: int | None = None, **params) -> None:
+    """Add one measured row to results file ``file`` (written when the session ends)."""
+    row = {"case": case, "impl": impl, "baseline": baseline, **params, "median_s": median_s, "min_s": min_s,
+           "mean_s": mean_s, "stddev_s": stddev_s, "rounds": rounds}
+    if tokens is not None:
+        row["tokens"] = tokens
+        row["tokens_per_s"] = tokens / median_s
+    _RESULTS[file].append(row)
+
+
+def record_missing_baseline(*, file: str, case: str, reason: str) -> None:
+    """Say why a case has no baseline row, so its table shows the reason instead of a blank speed-up."""
+    _MISSING_BASELINES[(file, case)] = reason
+
+
 @pytest.fixture
 def record_benchmark():
     """``record(benchmark, file=, case=, impl=, baseline=False, tokens=None, **params)``."""
@@ -101,21 +119,8 @@ def record_benchmark():
     def record(benchmark, *, file: str, case: str, impl: str, baseline: bool = False,
                tokens: int | None = None, **params) -> None:
         stats = benchmark.stats.stats
-        row = {
-            "case": case,
-            "impl": impl,
-            "baseline": baseline,
-            **params,
-            "median_s": stats.median,
-            "min_s": stats.min,
-            "mean_s": stats.mean,
-            "stddev_s": stats.stddev,
-            "rounds": stats.rounds,
-        }
-        if tokens is not None:
-            row["tokens"] = tokens
-            row["tokens_per_s"] = tokens / stats.median
-        _RESULTS[file].append(row)
+        record_times(file=file, case=case, impl=impl, baseline=baseline, tokens=tokens, median_s=stats.median,
+                     min_s=stats.min, mean_s=stats.mean, stddev_s=stats.stddev, rounds=stats.rounds, **params)
 
     return record
 
@@ -150,7 +155,7 @@ def _markdown(name: str, meta: dict, rows: list[dict]) -> str:
     for row in rows:
         tps = f"{row['tokens_per_s']:,.0f}" if "tokens_per_s" in row else ""
         speedup = row["speedup_vs_baseline"]
-        speedup = "baseline" if row["baseline"] else ("" if speedup is None else f"{speedup:.2f}x")
+        speedup = "baseline" if row["baseline"] else ("no baseline (below)" if speedup is None else f"{speedup:.2f}x")
         floor = row.get("times_floor")
         memory = (f" {'' if floor is None else f'{floor:.2f}x'} |" if with_floor else "") + (
             f" {row.get('peak_step_memory_mib')} |" if with_memory else ""
@@ -159,6 +164,12 @@ def _markdown(name: str, meta: dict, rows: list[dict]) -> str:
             f"| {row['case']} | {row['impl']} | {row['median_s'] * 1e3:.2f} | {row['min_s'] * 1e3:.2f} "
             f"| {tps} | {speedup} |{memory}"
         )
+    with_baseline = {row["case"] for row in rows if row["baseline"]}
+    missing = dict.fromkeys(row["case"] for row in rows if row["case"] not in with_baseline)
+    if missing:
+        lines.append("")
+        lines += [f"No baseline for {case}: {_MISSING_BASELINES.get((name, case), 'none was measured in this run')}."
+                  for case in missing]
     return "\n".join(lines) + "\n"
 
 

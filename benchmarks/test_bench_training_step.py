@@ -99,7 +99,9 @@ def peak_step_memory_bytes(step, *args) -> int | None:
         return None
     before = _rss_kib("VmRSS")
     step(*args)
-    return (_rss_kib("VmHWM") - before) * 1024
+    # The kernel syncs its per-thread RSS counters in batches, so a step that allocates nothing new
+    # can read a few KiB below its start: that is no growth, not a negative peak (which printed -0.0).
+    return max(0, _rss_kib("VmHWM") - before) * 1024
 
 
 def _synchronized(step):

@@ -27,6 +27,7 @@ import torch
 
 from sae_fast import BatchTopKSAE, JumpReLUSAE, TopKSAE
 from sae_fast.io.atomic import atomic_save_figure, atomic_write_bytes
+from sae_fast.commands.arguments import HelpFormatter
 
 ARCHITECTURES = {"batchtopk": BatchTopKSAE, "topk": TopKSAE}
 
@@ -80,26 +81,26 @@ def plot(results: dict, args, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/batchtopk_vs_topk")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--out", default="runs/batchtopk_vs_topk", help="output folder (cache, SAEs, report)")
     parser.add_argument("--model", default=None, help="Hub name (e.g. gpt2); default: offline SmolLM2-135M")
-    parser.add_argument("--layer", type=int, default=15)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--layer", type=int, default=15, help="residual-stream layer of the model")
+    parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--cache", help="use this finished activation cache instead of extracting one")
-    parser.add_argument("--train-tokens", type=int, default=100_000)
-    parser.add_argument("--heldout-sequences", type=int, default=32)
-    parser.add_argument("--ce-sequences", type=int, default=8)
-    parser.add_argument("--ks", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--train-tokens", type=int, default=100_000, help="distinct cached training tokens")
+    parser.add_argument("--heldout-sequences", type=int, default=32, help="held-out sequences for evaluation")
+    parser.add_argument("--ce-sequences", type=int, default=8, help="held-out sequences for CE degradation")
+    parser.add_argument("--ks", type=int, nargs="+", default=[16, 32, 64], help="k values of the k sweep")
     parser.add_argument("--jumprelu-coefficients", type=float, nargs="+", default=[0.004, 0.0018, 0.0008],
                         help="one per k (paper's GPT-2 values); JumpReLU's L0 is measured, not set")
-    parser.add_argument("--k-sweep-size", type=int, default=1536)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[384, 768, 1536, 3072])
-    parser.add_argument("--size-sweep-k", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--k-sweep-size", type=int, default=1536, help="d_sae of the k sweep")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[384, 768, 1536, 3072], help="d_sae values of the size sweep")
+    parser.add_argument("--size-sweep-k", type=int, default=32, help="k of the size sweep")
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the cached training tokens")
+    parser.add_argument("--batch-size", type=int, default=2048, help="activations per training step")
     parser.add_argument("--lr", type=float, default=1e-3, help="paper: 3e-4 for 1e9 tokens")
-    parser.add_argument("--dead-tokens", type=int, default=100_000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dead-tokens", type=int, default=100_000, help="a latent is dead after this many training tokens without firing (aux loss)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data order and SAE initialisation")
     parser.add_argument("--recalibrate-threshold", action="store_true",
                         help="re-estimate BatchTopK's theta on 8 training batches after training")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often faster on a busy machine)")

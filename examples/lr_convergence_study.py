@@ -15,19 +15,20 @@ import json
 import time
 
 import torch
+from sae_fast.commands.arguments import HelpFormatter
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--cache", required=True, help="an activation cache folder (`sae-fast cache`)")
     parser.add_argument("--out", required=True, help="JSON result file")
-    parser.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
-    parser.add_argument("--checkpoints", type=int, nargs="+", default=[500, 1500])
-    parser.add_argument("--sizes", type=int, nargs=2, default=[768, 1536])
-    parser.add_argument("--k", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--threshold", type=float, default=0.7)
-    parser.add_argument("--eval-tokens", type=int, default=8192)
+    parser.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3], help="learning rates compared")
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[500, 1500], help="optimiser steps at which the statistics are measured")
+    parser.add_argument("--sizes", type=int, nargs=2, default=[768, 1536], help="d_sae of the small and the large SAE")
+    parser.add_argument("--k", type=int, default=32, help="active latents per token (BatchTopK: batch average)")
+    parser.add_argument("--batch-size", type=int, default=512, help="activations per training step")
+    parser.add_argument("--threshold", type=float, default=0.7, help="max decoder cosine below which a large-SAE latent counts as novel")
+    parser.add_argument("--eval-tokens", type=int, default=8192, help="held-out rows the statistics are measured on")
     args = parser.parse_args()
 
     from sae_fast import BatchTopKSAE

@@ -38,6 +38,7 @@ from sae_fast.meta import (
     write_context_page,
 )
 from sae_fast.io.atomic import atomic_write_bytes
+from sae_fast.commands.arguments import HelpFormatter
 
 
 def train_saes_on_smollm2(args, out: Path):
@@ -58,29 +59,29 @@ def train_saes_on_smollm2(args, out: Path):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/meta")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--out", default="runs/meta", help="output folder (SAEs, meta-SAE, report)")
     parser.add_argument("--sae", help="pretrained SAE to decompose (else one is trained on SmolLM2)")
     parser.add_argument("--reference", action="append", default=[], help="pretrained reference SAE (repeatable)")
     parser.add_argument("--cache", help="activation cache (extract_activations) of the --sae's model/hook")
-    parser.add_argument("--layer", type=int, default=15)
-    parser.add_argument("--train-tokens", type=int, default=200_000)
-    parser.add_argument("--d-sae", type=int, default=4096)
-    parser.add_argument("--k", type=int, default=32)
-    parser.add_argument("--reference-sizes", type=int, nargs="*", default=[128, 256, 512])
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=2048)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--dead-tokens", type=int, default=100_000)
+    parser.add_argument("--layer", type=int, default=15, help="residual-stream layer of the model")
+    parser.add_argument("--train-tokens", type=int, default=200_000, help="distinct cached training tokens (when training the SAE)")
+    parser.add_argument("--d-sae", type=int, default=4096, help="latents of the SAE trained when no --sae is given")
+    parser.add_argument("--k", type=int, default=32, help="active latents per token (BatchTopK: batch average)")
+    parser.add_argument("--reference-sizes", type=int, nargs="*", default=[128, 256, 512], help="d_sae of the small reference SAEs trained when no --reference is given")
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the cached training tokens")
+    parser.add_argument("--batch-size", type=int, default=2048, help="activations per training step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the SAEs")
+    parser.add_argument("--dead-tokens", type=int, default=100_000, help="a latent is dead after this many training tokens without firing (aux loss)")
     parser.add_argument("--meta-latents", type=int, help="default: d_sae * 2304 / 49152 (the paper's ratio)")
-    parser.add_argument("--meta-k", type=int, default=4)
-    parser.add_argument("--meta-epochs", type=int, default=500)
+    parser.add_argument("--meta-k", type=int, default=4, help="active meta-latents per decoder row")
+    parser.add_argument("--meta-epochs", type=int, default=500, help="meta-SAE training passes over the decoder rows")
     parser.add_argument("--meta-lr", type=float, default=1e-3, help="paper: 1e-4 for 2000 epochs")
-    parser.add_argument("--substitution-epochs", type=int, default=200)
+    parser.add_argument("--substitution-epochs", type=int, default=200, help="training passes of the substituted SAE")
     parser.add_argument("--examples", type=int, default=8, help="latents / meta-latents shown")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of data order and SAE initialisation")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often faster on a busy machine)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="torch device")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -14,18 +14,19 @@ import json
 import time
 
 import torch
+from sae_fast.commands.arguments import HelpFormatter
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--cache", required=True, help="an activation cache folder (`sae-fast cache`)")
     parser.add_argument("--out", required=True, help="JSON result file")
-    parser.add_argument("--max-norm-ratio", type=float, default=10.0)
-    parser.add_argument("--d-sae", type=int, default=1536)
-    parser.add_argument("--k", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-norm-ratio", type=float, default=10.0, help="rows above this multiple of the median norm are dropped (attention sinks)")
+    parser.add_argument("--d-sae", type=int, default=1536, help="latents of the SAE")
+    parser.add_argument("--k", type=int, default=32, help="active latents per token (BatchTopK: batch average)")
+    parser.add_argument("--batch-size", type=int, default=512, help="activations per training step")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps of each SAE")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data order and SAE initialisation")
     args = parser.parse_args()
 
     from sae_fast import BatchTopKSAE

@@ -8,15 +8,16 @@ import argparse
 
 from sae_fast.stitching import reconstruction_fraction_matrix
 from sae_fast.stitching.figures import load_sae, plot_reconstruction_fraction
+from sae_fast.commands.arguments import HelpFormatter
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--saes", nargs="+", required=True)
-    p.add_argument("--labels", nargs="+")
-    p.add_argument("--threshold", type=float, default=0.7)
-    p.add_argument("--stem", default="fig19_reconstruction_fraction")
-    p.add_argument("--out", default="outputs/stitching")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--saes", nargs="+", required=True, help="SAE folders compared pairwise")
+    p.add_argument("--labels", nargs="+", help="one label per SAE (default: folder names)")
+    p.add_argument("--threshold", type=float, default=0.7, help="max decoder cosine below which a large-SAE latent counts as novel")
+    p.add_argument("--stem", default="fig19_reconstruction_fraction", help="file name of the figure, without extension")
+    p.add_argument("--out", default="outputs/stitching", help="output folder of the figure")
     a = p.parse_args()
     result = reconstruction_fraction_matrix([load_sae(s) for s in a.saes], a.labels, a.threshold)
     print(*plot_reconstruction_fraction(result, a.out, stem=a.stem, meta=vars(a)))

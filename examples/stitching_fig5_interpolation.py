@@ -8,18 +8,19 @@ import argparse
 from sae_fast.commands.inputs import ACTIVATIONS_HELP, load_activations
 from sae_fast.stitching import StitchingConfig, interpolation_path
 from sae_fast.stitching.figures import load_sae, plot_interpolation
+from sae_fast.commands.arguments import HelpFormatter
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--saes", nargs="+", required=True, help="SAE paths, smallest first")
     p.add_argument("--activations", "--cache", dest="activations", required=True, help=ACTIVATIONS_HELP)
-    p.add_argument("--max-tokens", type=int, default=32768)
-    p.add_argument("--threshold", type=float, default=0.7)
-    p.add_argument("--novel-order", default="index", choices=["index", "random", "max_cos"])
+    p.add_argument("--max-tokens", type=int, default=32768, help="held-out activation rows used at most")
+    p.add_argument("--threshold", type=float, default=0.7, help="max decoder cosine below which a large-SAE latent counts as novel")
+    p.add_argument("--novel-order", default="index", choices=["index", "random", "max_cos"], help="order in which novel latents are added along the path")
     p.add_argument("--remove-unmatched-small", action="store_true",
                    help="also remove small-SAE latents that join no group, so the path ends at the large SAE")
-    p.add_argument("--out", default="outputs/stitching")
+    p.add_argument("--out", default="outputs/stitching", help="output folder of the figure")
     a = p.parse_args()
     if len(a.saes) < 2:
         p.error("--saes needs at least two SAEs")

@@ -19,17 +19,18 @@ from sae_fast.synthetic import (
     run_synthetic_benchmark,
 )
 from sae_fast.io.atomic import atomic_write_bytes
+from sae_fast.commands.arguments import HelpFormatter
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/synthetic")
-    parser.add_argument("--d", type=int, default=64)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32, 64, 128])
-    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--tokens", type=int, default=150_000)
-    parser.add_argument("--meta-epochs", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--out", default="runs/synthetic", help="output folder")
+    parser.add_argument("--d", type=int, default=64, help="input dimension of the synthetic data")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32, 64, 128], help="SAE sizes (latents) compared")
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2], help="k values compared")
+    parser.add_argument("--tokens", type=int, default=150_000, help="training tokens of each SAE")
+    parser.add_argument("--meta-epochs", type=int, default=3000, help="meta-SAE training epochs")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data order and SAE initialisation")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for d=64)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

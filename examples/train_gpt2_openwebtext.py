@@ -21,6 +21,7 @@ own slice of every global batch.
 from __future__ import annotations
 
 import argparse
+from sae_fast.commands.arguments import HelpFormatter
 
 HOOK_LAYER = 8
 SEQ_LEN = 128
@@ -50,15 +51,15 @@ def build_sweep(d_in: int, sizes: list[int], ks: list[int], batch_size: int, dev
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/gpt2-openwebtext-l8")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--out", default="runs/gpt2-openwebtext-l8", help="output folder")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[3072, 6144, 12288, 24576])
-    parser.add_argument("--ks", type=int, nargs="+", default=[16, 32, 64])
-    parser.add_argument("--total-tokens", type=int, default=1_000_000_000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3072, 6144, 12288, 24576], help="d_sae values trained")
+    parser.add_argument("--ks", type=int, nargs="+", default=[16, 32, 64], help="k values trained")
+    parser.add_argument("--total-tokens", type=int, default=1_000_000_000, help="training tokens of every SAE")
     parser.add_argument("--model-batch-size", type=int, default=MODEL_BATCH_SEQUENCES,
                         help="sequences per GPT-2 forward pass; lower it if the GPU runs out of memory")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     args = parser.parse_args()
 
     # The heavy imports wait until after --help, which must work without network or a GPU.

@@ -1,5 +1,7 @@
 """sae_fast: fast, trustworthy BatchTopK sparse autoencoders, SAE stitching and meta-SAEs."""
 
+# First, before anything loads torch: OpenMP reads its wait policy once, when it is loaded.
+from sae_fast import openmp_policy  # noqa: F401  (isort: skip)
 from sae_fast.sae import (
     BatchTopKSAE,
     JumpReLUSAE,

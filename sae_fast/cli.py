@@ -35,6 +35,7 @@ from typing import Any
 
 from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args, optional_int
 from sae_fast.commands.models import TINY_MODEL, load_model_by_name
+from sae_fast.config_fields import plain_text
 
 NO_RECIPE = "none"
 
@@ -218,10 +219,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     split = args.split
     if not Path(args.cache).is_dir():
         raise FileNotFoundError(f"activation cache directory {args.cache} does not exist")
-    if split == "heldout" and manifest_field(read_manifest(Path(args.cache)), "heldout_sequences") == 0:
-        _warn(f"{args.cache} has no held-out split (extracted before held-out splits existed or with "
-              "--heldout-fraction 0): evaluating on ALL its rows, which training may have seen; re-extract "
-              "it with `sae-fast cache` for held-out numbers")
+    manifest = read_manifest(Path(args.cache))
+    if split == "heldout" and manifest_field(manifest, "heldout_sequences") == 0:
+        cause = ("it was extracted before held-out splits existed" if "heldout_fraction" not in manifest
+                 else f"it was extracted with heldout_fraction {manifest['heldout_fraction']}"
+                 if manifest["heldout_fraction"] == 0
+                 else f"its {manifest.get('sequences', 'few')} sequences are too few to hold one out")
+        _warn(f"{args.cache} has no held-out split ({cause}): evaluating on ALL its rows, which training may have "
+              "seen; re-extract it with `sae-fast cache` (default --heldout-fraction 0.05) for held-out numbers")
         split = "all"
     elif split != "heldout":
         _warn(f"--split {split} evaluates on training rows: the numbers flatter SAEs trained on this cache")
@@ -263,7 +268,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     from sae_fast.commands.stitch import add_stitch_arguments, cmd_stitch
     from sae_fast.training import RECIPES, TrainConfig
 
-    parser = argparse.ArgumentParser(prog="sae-fast", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sae-fast", description=plain_text(__doc__.split("\n\n")[0]))
     commands = parser.add_subparsers(dest="command", required=True,
                                      metavar="{cache,train,eval,recalibrate,stitch,meta}")
 
@@ -314,7 +319,11 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
                             "constructor arguments; explicit flags and spec keys win. "
                             + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
                             + " (default: %(default)s; docs/training.md: \"The paper's recipe\")")
-    add_dataclass_arguments(train, TrainConfig, defaults=RECIPES[recipe].train if recipe in RECIPES else None)
+    add_dataclass_arguments(
+        train, TrainConfig, defaults=RECIPES[recipe].train if recipe in RECIPES else None,
+        help_overrides={"checkpoint_dir": "Directory for checkpoint.pt; None (the default) means <--out>/checkpoints "
+                                          "(the CLI always checkpoints, so --resume works)."},
+    )
     train.add_argument("--max-norm-ratio", type=float, default=None,
                        help="drop attention-sink rows whose norm exceeds this multiple of the median norm "
                             "(with --live the median comes from the first forward batch; default: keep all)")
@@ -356,12 +365,12 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     recalibrate.set_defaults(func=cmd_recalibrate)
 
     stitch = commands.add_parser("stitch", help="SAE stitching analyses of a small and a large SAE (paper §4)",
-                                 description=stitch_doc.split("\n\n")[0])
+                                 description=plain_text(stitch_doc.split("\n\n")[0]))
     add_stitch_arguments(stitch)
     stitch.set_defaults(func=cmd_stitch)
 
     meta = commands.add_parser("meta", help="train a meta-SAE on a saved SAE's decoder rows (paper §5)",
-                               description=meta_doc.split("\n\n")[0] + " --n-meta-latents defaults to the "
+                               description=plain_text(meta_doc.split("\n\n")[0]) + " --n-meta-latents defaults to the "
                                            "paper's ratio, d_sae * 2304 / 49152.")
     add_meta_arguments(meta)
     meta.set_defaults(func=cmd_meta)

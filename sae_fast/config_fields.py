@@ -8,6 +8,7 @@ parsing source code.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -44,3 +45,16 @@ def with_fields(cls: type, config: Any, fields: dict[str, Any], *, kind: str = "
         raise TypeError(f"unknown {label} {unknown}; the {cls.__name__} fields are {sorted(known)}")
     base = cls() if config is None else config
     return dataclasses.replace(base, **fields) if fields else base
+
+
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")  # :func:`~a.b.c` and friends
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain_text(text: str) -> str:
+    """``text`` with reST markup a terminal shows raw (``code``, :func:`~a.b`) turned into plain words.
+
+    ``--help`` texts come from docstrings and field documentation written in reST.
+    """
+    text = _ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
+    return _LITERAL.sub(r"\1", text)

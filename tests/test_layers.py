@@ -18,10 +18,11 @@ FACADE = "sae_fast"  # sae_fast/__init__.py: the public re-exports, above everyt
 # Lowest first. A unit may import only units on an earlier line; units on one line may not import
 # each other, so the order admits no cycle.
 ORDER: list[set[str]] = [
-    {"_C", "sparse_codes"},  # the compiled extension and the CSR result type every kernel returns
+    {"_C", "sparse_codes", "openmp_policy"},  # the compiled extension, the CSR result type every kernel returns,
+    # and OpenMP's wait policy (set before torch loads the runtime)
     {"kernels"},
     {"similarity"},  # workflow-level names of the kernel layer's max-cosine ops
-    {"validation", "config_fields"},  # config_fields: the dataclass-field helpers every workflow config uses
+    {"validation", "config_fields", "duration"},  # config_fields: the dataclass-field helpers every workflow config uses
     {"autograd", "block_decode"},
     {"sae"},
     {"io"},
@@ -35,7 +36,7 @@ ORDER: list[set[str]] = [
     {"reproduce", "demo"},
     {FACADE},
 ]
-KERNEL_LAYER = {"_C", "sparse_codes", "kernels", "similarity"}
+KERNEL_LAYER = {"_C", "sparse_codes", "openmp_policy", "kernels", "similarity"}
 MODULE_LAYER = {"validation", "autograd", "block_decode", "sae"}
 # __main__ only calls cli.main: it counts as the CLI.
 SAME_UNIT = {"__main__": "cli"}

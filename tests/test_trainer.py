@@ -136,3 +136,21 @@ def test_invalid_inputs_raise_clear_errors():
         trainer.train([torch.zeros(64, D_IN)])
     with pytest.raises(ValueError, match="no batches"):
         Trainer({"s": TopKSAE(D_IN, D_SAE, K, seed=1)}, quiet_config()).train([])
+
+
+def test_progress_bar_total_is_the_work_that_runs(monkeypatch):
+    import sae_fast.training.trainer as trainer_module
+
+    totals = []
+    real_tqdm = trainer_module.tqdm
+    monkeypatch.setattr(trainer_module, "tqdm", lambda *a, **kw: totals.append(kw["total"]) or real_tqdm(*a, **kw))
+    data = sparse_synthetic()[:512]
+    # Two epochs of 4 batches end the run long before the default 1e9-token cap.
+    default_cap = quiet_config(total_tokens=TrainConfig().total_tokens)
+    result = Trainer({"s": TopKSAE(D_IN, D_SAE, K, seed=1)}, default_cap).train(
+        ShuffledBatches(data, 128, epochs=2, seed=0))
+    # A token cap reached before the epochs end.
+    Trainer({"s": TopKSAE(D_IN, D_SAE, K, seed=1)}, quiet_config(total_tokens=300)).train(
+        ShuffledBatches(data, 128, epochs=2, seed=0))
+    assert result.steps == 8
+    assert totals == [8, 3]

@@ -55,6 +55,7 @@ from sae_fast.activations.hooks import check_hook_name
 from sae_fast.activations.models import model_d_model, model_label, model_source
 from sae_fast.activations.sequences import batched
 from sae_fast.activations.stream import activation_rows, config_sequences
+from sae_fast.duration import announce_duration
 
 
 def _source_fingerprint(texts: Iterable[str]) -> str:
@@ -237,6 +238,7 @@ def extract_activations(
 
     bar = tqdm(total=capacity * rows_per_sequence, initial=done * rows_per_sequence, unit="tok",
                desc=f"extract {config.hook_name}", disable=not progress)
+    batches_this_run, timed_from = 0, 0.0
     try:
         for tokens in batched(islice(sequences, capacity - done), config.model_batch_size):
             rows = activation_rows(model, tokens, config.hook_name, config.first_position, config.autocast)
@@ -254,6 +256,14 @@ def extract_activations(
             manifest = {**manifest, "sequences": done, "count": done * rows_per_sequence}
             write_manifest(directory, manifest)
             bar.update(rows.shape[0])
+            # The expected duration, said once: the second forward batch timed (the first carries warm-up).
+            batches_this_run += 1
+            if batches_this_run == 1:
+                timed_from = time.perf_counter()
+            elif batches_this_run == 2 and progress:
+                announce_duration(f"extract {config.hook_name}", measured=rows.shape[0],
+                                  elapsed_s=time.perf_counter() - timed_from,
+                                  remaining=(capacity - done) * rows_per_sequence, unit="tokens")
     finally:
         bar.close()
         del acts, stored_tokens, norms

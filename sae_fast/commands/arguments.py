@@ -9,7 +9,15 @@ import types
 import typing
 from typing import Any
 
-from sae_fast.config_fields import field_help
+from sae_fast.config_fields import field_help, plain_text
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """For scripts whose description is their docstring: its layout kept, reST markup shown as plain
+    text, every flag's default shown."""
+
+    def format_help(self) -> str:
+        return plain_text(super().format_help())
 
 
 def optional_int(text: str) -> int | None:
@@ -34,17 +42,20 @@ def _field_default(f: dataclasses.Field) -> Any:
 def add_dataclass_arguments(
     parser: argparse.ArgumentParser, cls: type, *, prefix: str = "", skip: tuple[str, ...] = (),
     defaults: dict[str, Any] | None = None, title: str | None = None, description: str | None = None,
+    help_overrides: dict[str, str] | None = None,
 ) -> None:
     """One ``--{prefix}{field-name}`` flag per field of ``cls`` (dest ``{prefix}{field_name}``).
 
     The help is the field's documentation (:func:`~sae_fast.config_fields.field_help`). A field that
     nests a dataclass contributes that dataclass's fields as flags of the same level (in a group of their
     own, described by the nesting field's documentation), with the nested default's values as their
-    defaults; ``skip`` and ``defaults`` name fields at either level.
+    defaults; ``skip``, ``defaults`` and ``help_overrides`` (a command's own meaning of a field) name
+    fields at either level. reST markup in the documentation is shown as plain text.
     """
     hints = typing.get_type_hints(cls)
-    helps = field_help(cls)
-    group = parser.add_argument_group(title or f"{cls.__name__} (one flag per field)", description)
+    helps = {name: plain_text(text) for name, text in field_help(cls).items()}
+    group = parser.add_argument_group(title or f"{cls.__name__} (one flag per field)",
+                                      None if description is None else plain_text(description))
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -54,13 +65,14 @@ def add_dataclass_arguments(
         if nested is not None:
             inner = {g.name: getattr(default, g.name) for g in dataclasses.fields(nested)}
             add_dataclass_arguments(parser, nested, prefix=prefix, skip=skip, defaults={**inner, **(defaults or {})},
-                                    title=f"{cls.__name__}.{f.name}: a {nested.__name__}", description=helps[f.name])
+                                    title=f"{cls.__name__}.{f.name}: a {nested.__name__}", description=helps[f.name],
+                                    help_overrides=help_overrides)
             continue
         if f.default is dataclasses.MISSING:
             continue  # dict/factory fields (metadata) have no flag
         flag = "--" + (prefix + f.name).replace("_", "-")
         dest = (prefix + f.name).replace("-", "_")
-        text = f"{helps[f.name]} (default: {default})"
+        text = (help_overrides or {}).get(f.name, helps[f.name]) + f" (default: {default})"
         args = typing.get_args(hint)
         optional = isinstance(hint, types.UnionType) and type(None) in args
         base = next((a for a in args if a is not type(None)), hint) if optional else hint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sized
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sae_fast.duration import announce_duration
 from sae_fast.evaluation.config import EvalConfig
 from sae_fast.evaluation.metrics import ReconstructionAccumulator
 from sae_fast.sae.base import SparseAutoencoder
@@ -105,8 +107,16 @@ def _ce_losses(
     # One tick per sequence and forward pass, so a slow model shows progress within a chunk too.
     bar = tqdm(total=tokens.shape[0] * passes, desc=f"CE loss ({passes} passes per sequence)", unit="seq",
                disable=not progress)
+    chunks, timed_from = tokens.split(batch_size), 0.0
     with bar:
-        for chunk in tokens.split(batch_size):
+        for index, chunk in enumerate(chunks):
+            # The expected duration, said once: the second chunk timed (the first carries warm-up).
+            if index == 1:
+                timed_from = time.perf_counter()
+            elif index == 2 and progress:
+                announce_duration("CE loss", measured=chunks[1].shape[0] * passes,
+                                  elapsed_s=time.perf_counter() - timed_from,
+                                  remaining=(tokens.shape[0] - batch_size * 2) * passes, unit="sequence passes")
             weight = chunk.shape[0] / tokens.shape[0]  # equal-length sequences: equal predictions each
             if reference is None:
                 totals["ce_clean"] += weight * float(clean_loss(model, chunk, first_position=first_position))

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from sae_fast.kernels.select_reference import check_latent_subset
+from sae_fast.openmp_policy import warn_if_spinning
 from sae_fast.sparse_codes import SparseCodes
 
 try:
@@ -43,7 +44,9 @@ def _extension():
             "`pip install --no-build-isolation -e .` from the repository root"
         )
     # OpenMP's thread count is per calling thread: follow torch.set_num_threads on every call.
-    _C.set_num_threads(torch.get_num_threads())
+    threads = torch.get_num_threads()
+    _C.set_num_threads(threads)
+    warn_if_spinning(threads)
     return _C
 
 

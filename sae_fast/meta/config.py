@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sae_fast.config_fields import documented
 from sae_fast.training.config import TrainConfig, nested_train_config
@@ -52,7 +52,8 @@ class MetaSAEConfig:
         "A meta-latent counts as dead (and gets the aux loss) after this many epochs without firing.",
     )
     aux_coefficient: float = documented(1 / 32, "Weight of the aux loss that revives dead meta-latents.")
-    backend: str = documented("auto", "Sparse-kernel backend of the meta-SAE (auto, torch, cpp, triton, dense).")
+    backend: Literal["auto", "torch", "cpp", "triton"] = documented(
+        "auto", "Sparse-kernel backend of the meta-SAE: auto (Triton on CUDA, C++ on CPU), torch, cpp or triton.")
     train: TrainConfig = documented(
         factory=lambda: TrainConfig(**PAPER_META_TRAINING),
         help="Optimisation of the meta-SAE. batch_size counts decoder rows per step (lowered to the number of "

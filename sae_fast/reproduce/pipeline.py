@@ -99,8 +99,10 @@ def parse_config(argv: list[str] | None, prog: str = "python -m sae_fast.reprodu
     import argparse
 
     from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args
+    from sae_fast.config_fields import plain_text
 
-    parser = argparse.ArgumentParser(prog=prog, description=doc)
+    parser = argparse.ArgumentParser(prog=prog, description=None if doc is None else plain_text(doc),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_arguments(parser, ReproduceConfig, skip=("milestones",))
     parser.add_argument("--milestones", type=int, nargs="+", default=list(ReproduceConfig.milestones),
                         help="optimiser steps at which to snapshot and measure; training ends at the last")

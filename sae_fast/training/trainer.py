@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sae_fast.duration import announce_duration
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.normalization import expected_average_scale
 from sae_fast.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -38,6 +39,8 @@ from sae_fast.training.distributed import (
 from sae_fast.training.metrics import MetricsLogger, step_metrics
 from sae_fast.training.optimizer import make_adam
 
+ANNOUNCE_AFTER_STEPS = 3
+"""Steps timed (after the first) before the expected duration of a run is printed."""
 CHECKPOINT_FORMAT = "sae_fast.training.checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -287,6 +290,30 @@ class Trainer:
                 values.update(self.saes[name].training_statistics())
         return metrics
 
+    def _planned_steps(self, stream) -> int | None:
+        """The step count this run will reach: the token cap's or the stream's end, whichever comes first.
+
+        The progress bar's total and the final log line use it; ``None`` when neither is known.
+        """
+        cap = self.config.total_tokens
+        ends = [] if cap is None else [math.ceil(cap / self.config.batch_size)]
+        try:
+            ends.append(self.step + len(stream))  # the batches left (all epochs of a cache)
+        except TypeError:  # an endless or unsized stream
+            pass
+        return min(ends) if ends else None
+
+    def _announce_duration(self, first_step: int, total_steps: int | None) -> None:
+        """Say the run's expected length once: steps 2-4 of this run timed (step 1 carries warm-up)."""
+        done = self.step - first_step
+        if done == 1:
+            self._timed_from = time.perf_counter()
+        elif done == 1 + ANNOUNCE_AFTER_STEPS and total_steps is not None and self.config.progress \
+                and self.context.is_main:
+            announce_duration("train SAEs", measured=ANNOUNCE_AFTER_STEPS,
+                              elapsed_s=time.perf_counter() - self._timed_from,
+                              remaining=total_steps - self.step, unit="steps")
+
     def train(self, batches: Iterable[Tensor]) -> TrainResult:
         """Train every SAE on ``batches`` until ``total_tokens`` or the end of the stream."""
         config = self.config
@@ -305,16 +332,12 @@ class Trainer:
         for sae in self.saes.values():
             sae.train()
         self._data_state = stream.state_dict()
-        total_steps = None if config.total_tokens is None else math.ceil(config.total_tokens / config.batch_size)
-        if total_steps is None and hasattr(stream, "__len__"):
-            try:
-                total_steps = self.step + len(stream)
-            except TypeError:
-                total_steps = None
+        total_steps = self._planned_steps(stream)
         bar = tqdm(total=total_steps, initial=self.step, unit="step", desc="train SAEs",
                    disable=not (config.progress and self.context.is_main), dynamic_ncols=True)
         last: dict[str, dict[str, float]] = {}
         iterator = iter(stream)
+        first_step = self.step
         try:
             while config.total_tokens is None or self.tokens_seen < config.total_tokens:
                 x = next(iterator, None)
@@ -326,6 +349,7 @@ class Trainer:
                 metrics = self._train_step(x, log)
                 self.step += 1
                 self.tokens_seen += config.batch_size
+                self._announce_duration(first_step, total_steps)
                 self._data_state = stream.state_dict()
                 if log:
                     records = []
