@@ -101,6 +101,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from sae_fast.activations import ActivationConfig, extract_activations, text_source_from_spec
 
     config = dataclass_from_args(ActivationConfig, args)
+    from sae_fast.commands.outputs import hold_folder_lock, refuse_artefact_path
+
+    refuse_artefact_path(args.out, own="cache")
+    hold_folder_lock(args, args.out)
     texts = text_source_from_spec(args.texts, seed=config.seed)
     if config.seed and not hasattr(texts, "seed"):
         _warn(f"--seed {config.seed} does not change which text {args.texts!r} yields (it is always read in its "
@@ -130,7 +134,7 @@ def _init_distributed(device: str) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sae_fast.commands.outputs import RUN_RESULT, prepare_run_folder
+    from sae_fast.commands.outputs import RUN_RESULT, hold_folder_lock, prepare_run_folder, refuse_artefact_path
     from sae_fast.commands.recalibrate import TRAIN_BATCH_SIZE_KEY, recalibrate_after_training, selection_batch_size
     from sae_fast.training import TrainConfig, Trainer, fixed_size_batches, get_recipe
 
@@ -143,9 +147,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = dataclass_from_args(TrainConfig, args, **overrides)
     context = _init_distributed(config.device)
     if context.is_main:  # before any data is read, so a refused or unwritable --out costs no training
+        refuse_artefact_path(out, own="run")
+        hold_folder_lock(args, out)  # one run at a time in --out, before anything there is read or written
         prepare_run_folder(out, sae_names=[parse_sae_spec(spec)[0] for spec in args.sae],
                            checkpoint=config.checkpoint_path, resume=config.resume, overwrite=args.overwrite,
-                           log_jsonl=None if config.log_jsonl is None else Path(config.log_jsonl))
+                           log_jsonl=None if config.log_jsonl is None else Path(config.log_jsonl),
+                           tensorboard_dir=None if config.tensorboard_dir is None else Path(config.tensorboard_dir))
     metadata: dict[str, Any] = {}
     reader = None
     if args.cache:
@@ -210,6 +217,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sae_fast.io import load_pretrained
 
     split = args.split
+    if args.out:
+        from sae_fast.commands.outputs import refuse_artefact_path
+
+        refuse_artefact_path(args.out)
     if not Path(args.cache).is_dir():
         raise FileNotFoundError(f"activation cache directory {args.cache} does not exist")
     if split == "heldout" and manifest_field(read_manifest(Path(args.cache)), "heldout_sequences") == 0:
@@ -374,11 +385,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import contextlib
+
     args = parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # recorded in the folder locks a command holds
     from sae_fast.training import CheckpointError, NonFiniteError
 
     try:
-        return args.func(args)
+        with contextlib.ExitStack() as args.held_locks:  # folder locks are released when the command returns
+            return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, CheckpointError, NonFiniteError) as error:
         print(f"sae-fast {args.command}: error: {error}", file=sys.stderr)
         return 2

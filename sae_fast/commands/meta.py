@@ -37,14 +37,15 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_meta(args: argparse.Namespace) -> int:
     from sae_fast.commands.arguments import dataclass_from_args
-    from sae_fast.commands.outputs import check_writable, refuse_input_folder
+    from sae_fast.commands.outputs import check_writable, hold_folder_lock, refuse_artefact_path
     from sae_fast.io import load_pretrained, save_pretrained
     from sae_fast.io.atomic import atomic_write_text
     from sae_fast.meta import MetaDecomposition, MetaSAEConfig, compare_with_saes, plot_meta_report, train_meta_sae
 
     out = Path(args.out)
-    refuse_input_folder(out)
+    refuse_artefact_path(out)
     check_writable(out)
+    hold_folder_lock(args, out)
     sae = load_pretrained(args.sae, device=args.device)
     references = {Path(p).name: load_pretrained(p, device=args.device) for p in args.reference}
     n_meta = args.n_meta_latents or max(args.k, round(sae.d_sae / PAPER_LATENTS_PER_META_LATENT))

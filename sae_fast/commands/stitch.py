@@ -108,14 +108,15 @@ def _figures(results: dict[str, Any], out: Path, labels: tuple[str, str], meta: 
 def cmd_stitch(args: argparse.Namespace) -> int:
     from sae_fast.commands.arguments import dataclass_from_args
     from sae_fast.commands.inputs import load_activations
-    from sae_fast.commands.outputs import check_writable, refuse_input_folder
+    from sae_fast.commands.outputs import check_writable, hold_folder_lock, refuse_artefact_path
     from sae_fast.io.atomic import atomic_write_text
     from sae_fast.stitching import StitchingConfig
     from sae_fast.stitching.figures import load_sae, to_jsonable
 
     out = Path(args.out)
-    refuse_input_folder(out)
+    refuse_artefact_path(out)
     check_writable(out)
+    hold_folder_lock(args, out)
     config = dataclass_from_args(StitchingConfig, args)
     small, large = load_sae(args.small, args.device), load_sae(args.large, args.device)
     if small.d_sae >= large.d_sae:

@@ -1,0 +1,168 @@
+"""A user's artefacts (caches, SAE folders, run folders) are only ever changed by the command asked to
+change them; one writer per folder; --overwrite deletes all of the earlier run or nothing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sae_fast.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tiny_cache(root: Path, name: str = "cache", *extra: str) -> Path:
+    corpus = root / f"{name}.txt"
+    corpus.write_text("Sparse autoencoders decompose activations into features. " * 120)
+    cache = root / name
+    assert main(["cache", "--model", "tiny-random", "--texts", str(corpus), "--out", str(cache), "--hook-name",
+                 "blocks.1.hook_resid_post", "--seq-len", "32", "--max-tokens", "2000", "--no-progress", *extra]) == 0
+    return cache
+
+
+def _train(cache: Path, out: Path, *extra: str, sae: str = "a=batchtopk:d_sae=16,k=2") -> int:
+    return main(["train", "--cache", str(cache), "--sae", sae, "--out", str(out), "--batch-size", "128",
+                 "--total-tokens", "640", "--checkpoint-every", "2", "--no-progress", "--no-recalibrate", *extra])
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory):
+    """A cache, a training run with one SAE, and a snapshot of every byte of both."""
+    root = tmp_path_factory.mktemp("artefacts")
+    cache = _tiny_cache(root)
+    run = root / "run"
+    assert _train(cache, run) == 0
+    return {"root": root, "cache": cache, "run": run, "sae": run / "a"}
+
+
+def _snapshot(*folders: Path) -> dict:
+    return {p: p.read_bytes() for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _refused_without_change(artefacts, capsys, argv: list[str], expected: str) -> None:
+    before = _snapshot(artefacts["cache"], artefacts["run"])
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert expected in error and "writing there would change it" in error, error
+    assert _snapshot(artefacts["cache"], artefacts["run"]) == before
+
+
+@pytest.mark.parametrize("target, inside", [
+    ("cache/manifest.json", "an activation cache"), ("cache/activations.bin", "an activation cache"),
+    ("run/a/cfg.json", "a saved SAE folder"), ("run/train_result.json", "a training run's folder"),
+    ("run/new-results.json", "a training run's folder"),
+])
+def test_eval_out_inside_an_artefact_is_refused(artefacts, capsys, target, inside):
+    root = artefacts["root"]
+    _refused_without_change(artefacts, capsys, ["eval", "--sae", str(artefacts["sae"]), "--cache",
+                                                str(artefacts["cache"]), "--no-progress", "--out", str(root / target)],
+                            f"is inside {root / target.split('/')[0]}" if target.count("/") == 1 else inside)
+
+
+def test_eval_out_through_a_symbolic_link_is_refused(artefacts, capsys, tmp_path):
+    link = tmp_path / "results.json"
+    link.symlink_to(artefacts["cache"] / "manifest.json")
+    _refused_without_change(artefacts, capsys, ["eval", "--sae", str(artefacts["sae"]), "--cache",
+                                                str(artefacts["cache"]), "--no-progress", "--out", str(link)],
+                            "an activation cache")
+
+
+@pytest.mark.parametrize("command", ["meta", "stitch", "cache", "train", "train-log", "train-checkpoints"])
+@pytest.mark.parametrize("target", ["cache", "run/a", "run", "cache/sub", "run/a/sub"])
+def test_every_writing_command_refuses_paths_in_artefacts(artefacts, capsys, command, target):
+    root, sae, cache = artefacts["root"], str(artefacts["sae"]), str(artefacts["cache"])
+    out = str(root / target)
+    if (command, target) in {("cache", "cache"), ("train", "run")}:
+        pytest.skip("the command's own artefact: finishing a cache, or a run folder (--resume/--overwrite)")
+    argv = {
+        "meta": ["meta", "--sae", sae, "--out", out, "--epochs", "1"],
+        "stitch": ["stitch", "--small", sae, "--large", sae, "--cache", cache, "--out", out],
+        "cache": ["cache", "--model", "tiny-random", "--out", out, "--max-tokens", "64", "--seq-len", "32",
+                  "--no-progress"],
+        "train": ["train", "--cache", cache, "--sae", "b=topk:d_sae=8,k=2", "--out", out, "--no-progress"],
+        "train-log": ["train", "--cache", cache, "--sae", "b=topk:d_sae=8,k=2", "--out", str(root / "fresh"),
+                      "--log-jsonl", out + "/metrics.jsonl", "--no-progress"],
+        "train-checkpoints": ["train", "--cache", cache, "--sae", "b=topk:d_sae=8,k=2", "--out",
+                              str(root / "fresh"), "--checkpoint-dir", out, "--no-progress"],
+    }[command]
+    _refused_without_change(artefacts, capsys, argv, str(root / target.split("/")[0]))
+
+
+def test_overwrite_deletes_nothing_when_any_part_cannot_go(artefacts, capsys, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert _train(artefacts["cache"], out) == 0
+    (out / "elsewhere").symlink_to(artefacts["sae"])  # an SAE folder of another run, linked into this one
+    before = _snapshot(out, artefacts["run"])
+    capsys.readouterr()
+    assert _train(artefacts["cache"], out, "--overwrite") == 2
+    assert "symbolic link" in capsys.readouterr().err
+    assert _snapshot(out, artefacts["run"]) == before and (out / "train_result.json").is_file()
+
+    # A rename that fails part-way (here the third) puts back the ones already moved.
+    (out / "elsewhere").unlink()
+    before = _snapshot(out)
+    real_rename, calls = os.rename, []
+
+    def failing_rename(source, target):
+        calls.append(source)
+        if len(calls) == 3:
+            raise PermissionError(13, "Permission denied", str(source))
+        real_rename(source, target)
+
+    monkeypatch.setattr("sae_fast.commands.outputs.os.rename", failing_rename)
+    assert _train(artefacts["cache"], out, "--overwrite") == 2
+    assert "Permission denied" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert _snapshot(out) == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".sae-fast-overwritten")]
+    assert _train(artefacts["cache"], out, "--overwrite") == 0
+
+
+def _hold_lock(folder: Path) -> subprocess.Popen:
+    """Another process that holds ``folder``'s lock until killed (it loads only the lock module)."""
+    code = ("import importlib.util, sys\n"
+            "spec = importlib.util.spec_from_file_location('lock', sys.argv[1])\n"
+            "lock = importlib.util.module_from_spec(spec); spec.loader.exec_module(lock)\n"
+            "with lock.folder_lock(sys.argv[2], 'the test holder'):\n"
+            "    print('locked', flush=True); sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(ROOT / "sae_fast/io/folder_lock.py"), str(folder)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+@pytest.mark.parametrize("command", ["train", "train-resume", "cache", "meta"])
+def test_second_writer_fails_at_once_and_a_killed_holder_leaves_no_stale_lock(artefacts, capsys, tmp_path, command):
+    out = tmp_path / "out"
+    if command == "train-resume":
+        assert _train(artefacts["cache"], out) == 0
+    argv = {
+        "train": ["train", "--cache", str(artefacts["cache"]), "--sae", "a=topk:d_sae=8,k=2", "--out", str(out),
+                  "--batch-size", "128", "--total-tokens", "256", "--no-progress", "--no-recalibrate"],
+        "train-resume": ["train", "--cache", str(artefacts["cache"]), "--sae", "a=batchtopk:d_sae=16,k=2", "--out",
+                         str(out), "--batch-size", "128", "--total-tokens", "768", "--checkpoint-every", "2",
+                         "--no-progress", "--no-recalibrate", "--resume"],
+        "cache": ["cache", "--model", "tiny-random", "--texts", str(artefacts["root"] / "cache.txt"), "--out", str(out),
+                  "--hook-name", "blocks.1.hook_resid_post", "--seq-len", "32", "--max-tokens", "256", "--no-progress"],
+        "meta": ["meta", "--sae", str(artefacts["sae"]), "--out", str(out), "--epochs", "2", "--n-meta-latents", "4",
+                 "--k", "1", "--batch-size", "8"],
+    }[command]
+    def unlocked_files():
+        return {p: b for p, b in _snapshot(out).items() if p.name != ".sae-fast.lock"} if out.exists() else {}
+
+    before = unlocked_files()
+    holder = _hold_lock(out)
+    try:
+        capsys.readouterr()
+        assert main(argv) == 2
+        error = capsys.readouterr().err
+        assert f"is being written by another process (pid {holder.pid}: the test holder)" in error
+        assert unlocked_files() == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert main(argv) == 0  # kill -9 left no stale lock
