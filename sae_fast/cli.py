@@ -190,6 +190,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from sae_fast.io.atomic import atomic_write_text
 
         print(f"trained {len(saes)} SAE(s) for {result.steps} steps ({result.tokens_seen} tokens)")
+        for change in result.setting_changes:
+            print(f"  {change['field']}: {change['checkpoint']} until step {change['step']}, then {change['now']}")
         thetas = {}
         if args.recalibrate:
             thetas = recalibrate_after_training(saes, config, reader=reader, stream=batches,
@@ -200,7 +202,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = {"recipe": args.recipe, "steps": result.steps, "tokens_seen": result.tokens_seen,
                    "final_metrics": result.final_metrics, "config": config.to_dict(),
                    "saes": {n: str(out / n) for n in saes},
-                   "theta_recalibration": {n: dataclasses.asdict(change) for n, change in thetas.items()}}
+                   "theta_recalibration": {n: dataclasses.asdict(change) for n, change in thetas.items()},
+                   "setting_changes": result.setting_changes}
         atomic_write_text(out / RUN_RESULT, json.dumps(summary, indent=2))
         print(f"saved to {out}")
         for name, metrics in result.final_metrics.items():

@@ -166,3 +166,57 @@ def test_second_writer_fails_at_once_and_a_killed_holder_leaves_no_stale_lock(ar
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert main(argv) == 0  # kill -9 left no stale lock
+
+
+# ---------------------------------------------------------------------------- silently wrong results
+def test_resume_applies_adam_settings_and_records_them(artefacts, tmp_path, capsys):
+    from sae_fast.training import load_checkpoint
+
+    out = tmp_path / "run"
+    assert _train(artefacts["cache"], out, "--lr", "1e-3") == 0
+    assert main(["train", "--cache", str(artefacts["cache"]), "--sae", "a=batchtopk:d_sae=16,k=2", "--out", str(out),
+                 "--batch-size", "128", "--total-tokens", "1024", "--checkpoint-every", "2", "--no-progress",
+                 "--no-recalibrate", "--resume", "--lr", "5e-4", "--betas", "0.8", "0.95", "--eps", "1e-7"]) == 0
+    assert "lr: 0.001 until step 5, then 0.0005" in capsys.readouterr().out
+    groups = load_checkpoint(out / "checkpoints" / "checkpoint.pt")["optimizers"]["a"]["param_groups"]
+    assert [(g["lr"], tuple(g["betas"]), g["eps"]) for g in groups] == [(5e-4, (0.8, 0.95), 1e-7)] * len(groups)
+    result = json.loads((out / "train_result.json").read_text())
+    assert result["config"]["lr"] == 5e-4
+    assert {c["field"]: (c["step"], c["checkpoint"], c["now"]) for c in result["setting_changes"]} == {
+        "lr": (5, 1e-3, 5e-4), "betas": (5, [0.9, 0.99], [0.8, 0.95]), "eps": (5, 1e-8, 1e-7)}
+
+
+@pytest.mark.parametrize("flag, value", [("--batch-size", "64"), ("--seed", "3"), ("--dtype", "float64"),
+                                         ("--micro-batches", "2"), ("--no-init-b-dec-from-data", None)])
+def test_resume_refuses_a_setting_it_cannot_apply(artefacts, tmp_path, capsys, flag, value):
+    out = tmp_path / "run"
+    assert _train(artefacts["cache"], out) == 0
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert _train(artefacts["cache"], out, "--resume", "--total-tokens", "1024", flag,
+                  *([value] if value else [])) == 2
+    field = flag.removeprefix("--no-").removeprefix("--").replace("-", "_")
+    error = capsys.readouterr().err
+    assert f"--resume cannot change {field} (" in error, error
+    assert {p: b for p, b in _snapshot(out).items() if p.name != ".sae-fast.lock"} == \
+        {p: b for p, b in before.items() if p.name != ".sae-fast.lock"}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_training_is_refused_with_the_reason(artefacts, tmp_path, capsys, dtype):
+    from sae_fast.training import TrainConfig
+
+    with pytest.raises(ValueError, match="Adam keeps its state in the parameters' dtype"):
+        TrainConfig(dtype=dtype)
+    assert _train(artefacts["cache"], tmp_path / "run", "--dtype", dtype) == 2
+    assert f"dtype='{dtype}' cannot train correctly" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_float64_training_matches_float32(artefacts, tmp_path):
+    """The dtypes training accepts reach the same fit."""
+    nmse = {}
+    for dtype in ("float32", "float64"):
+        assert _train(artefacts["cache"], tmp_path / dtype, "--dtype", dtype, "--lr", "1e-3") == 0
+        nmse[dtype] = json.loads((tmp_path / dtype / "train_result.json").read_text())["final_metrics"]["a"]["nmse"]
+    assert nmse["float64"] == pytest.approx(nmse["float32"], rel=1e-3)
