@@ -241,11 +241,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
             config, model=load_model_by_name(args.model or reader.model_source, args.device),
             tokens=torch.from_numpy(reader.tokens[: args.ce_sequences].astype("int64")), hook_name=reader.hook_name,
         )
+    from sae_fast.commands.provenance import check_sae_against_cache, overlapping_training_rows
+
+    overlaps = {}
+    for path in args.sae:  # before any SAE is evaluated: a refusal costs nothing
+        check_sae_against_cache(path, reader.manifest, args.cache, args.allow_other_activations)
+        overlaps[path] = overlapping_training_rows(path, reader)
+        if overlaps[path]:
+            _warn(f"{path} was trained on {overlaps[path]} of the {reader.num_rows} {reader.split!r} rows of "
+                  f"{args.cache} (the same cache content, extracted with another --heldout-fraction or evaluated "
+                  "on another split): its numbers there flatter it; evaluate on rows it was not trained on")
     results = {}
     for path in args.sae:
         sae = load_pretrained(path, device=args.device)
         result = evaluate(sae, rows, config)
-        results[path] = {**result.to_dict(), "split": reader.split, "sink_filter": reader.sink_filter_stats()}
+        results[path] = {**result.to_dict(), "split": reader.split, "sink_filter": reader.sink_filter_stats(),
+                         "training_rows_evaluated": overlaps[path]}
         print(f"{path}: NMSE={result.nmse:.4f} FVE={result.fraction_variance_explained:.4f} "
               f"L0={result.mean_l0:.2f} dead={result.dead_fraction:.3%}"
               + (f" CE+{result.ce_degradation:.4f} nats" if result.ce_degradation is not None else ""))
@@ -265,6 +276,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     from sae_fast.activations import OFFLINE_DEFAULT_MODEL, ActivationConfig
     from sae_fast.commands.meta import __doc__ as meta_doc
     from sae_fast.commands.meta import add_meta_arguments, cmd_meta
+    from sae_fast.commands.provenance import add_provenance_flag
     from sae_fast.commands.recalibrate import DEFAULT_BATCHES, cmd_recalibrate
     from sae_fast.commands.stitch import __doc__ as stitch_doc
     from sae_fast.commands.stitch import add_stitch_arguments, cmd_stitch
@@ -347,6 +359,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     evaluation.add_argument("--device", default="cpu", help="device for the SAE and the model")
     evaluation.add_argument("--out", default=None, help="write the results as JSON here")
     evaluation.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    add_provenance_flag(evaluation)
     evaluation.set_defaults(func=cmd_eval)
 
     recalibrate = commands.add_parser(
@@ -360,6 +373,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
                              help="tokens per batch (default: the training batch size the SAE folder records)")
     recalibrate.add_argument("--seed", type=int, default=0, help="seed of the batches' order")
     recalibrate.add_argument("--device", default="cpu", help="device for the SAE")
+    add_provenance_flag(recalibrate)
     recalibrate.set_defaults(func=cmd_recalibrate)
 
     stitch = commands.add_parser("stitch", help="SAE stitching analyses of a small and a large SAE (paper §4)",

@@ -220,3 +220,72 @@ def test_float64_training_matches_float32(artefacts, tmp_path):
         assert _train(artefacts["cache"], tmp_path / dtype, "--dtype", dtype, "--lr", "1e-3") == 0
         nmse[dtype] = json.loads((tmp_path / dtype / "train_result.json").read_text())["final_metrics"]["a"]["nmse"]
     assert nmse["float64"] == pytest.approx(nmse["float32"], rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def other_hook(artefacts):
+    """A cache of the same model and width at another hook, and an SAE trained on it."""
+    root = artefacts["root"]
+    cache = root / "other-hook"
+    assert main(["cache", "--model", "tiny-random", "--texts", str(root / "cache.txt"), "--out", str(cache),
+                 "--hook-name", "blocks.0.hook_resid_post", "--seq-len", "32", "--max-tokens", "2000",
+                 "--no-progress"]) == 0
+    assert _train(cache, root / "other-run") == 0
+    return {"cache": cache, "sae": root / "other-run" / "a"}
+
+
+@pytest.mark.parametrize("command", ["eval", "recalibrate", "stitch", "stitch-large", "meta-reference"])
+def test_an_sae_of_another_hook_is_refused_unless_allowed(artefacts, other_hook, tmp_path, capsys, command):
+    sae, cache, other = str(artefacts["sae"]), str(artefacts["cache"]), str(other_hook["sae"])
+    argv = {
+        "eval": ["eval", "--sae", sae, "--cache", str(other_hook["cache"]), "--no-progress"],
+        "recalibrate": ["recalibrate", "--sae", sae, "--cache", str(other_hook["cache"]), "--batches", "1"],
+        "stitch": ["stitch", "--small", other, "--large", sae, "--cache", cache, "--out", str(tmp_path / "s"),
+                   "--no-figures", "--max-tokens", "64"],
+        "stitch-large": ["stitch", "--small", sae, "--large", sae, "--cache", str(other_hook["cache"]),
+                         "--out", str(tmp_path / "s"), "--no-figures"],
+        "meta-reference": ["meta", "--sae", sae, "--reference", other, "--out", str(tmp_path / "m"), "--epochs", "1"],
+    }[command]
+    before = _snapshot(artefacts["run"], other_hook["sae"])
+    capsys.readouterr()
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "hook 'blocks.1.hook_resid_post' vs 'blocks.0.hook_resid_post'" in error or \
+        "hook 'blocks.0.hook_resid_post' vs 'blocks.1.hook_resid_post'" in error, error
+    assert "--allow-other-activations" in error
+    assert _snapshot(artefacts["run"], other_hook["sae"]) == before
+    if command in ("eval", "recalibrate"):
+        assert main([*argv, "--allow-other-activations"]) == 0
+        assert "(allowed by --allow-other-activations)" in capsys.readouterr().err
+
+
+def test_an_sae_that_records_no_hook_draws_a_warning(artefacts, tmp_path, capsys):
+    from sae_fast.io import load_pretrained, save_pretrained
+
+    bare = tmp_path / "bare"
+    save_pretrained(load_pretrained(artefacts["sae"]), bare)  # no metadata: as from a library that records none
+    assert main(["eval", "--sae", str(bare), "--cache", str(artefacts["cache"]), "--no-progress"]) == 0
+    assert "does not record the model and hook it was trained on" in capsys.readouterr().err
+
+
+def test_eval_warns_about_and_records_rows_the_sae_was_trained_on(artefacts, capsys):
+    from sae_fast.activations import ActivationCacheReader
+
+    root = artefacts["root"]
+    assert main(["cache", "--model", "tiny-random", "--texts", str(root / "cache.txt"), "--out",
+                 str(root / "half-heldout"), "--hook-name", "blocks.1.hook_resid_post", "--seq-len", "32",
+                 "--max-tokens", "2000", "--no-progress", "--heldout-fraction", "0.5"]) == 0
+    trained = ActivationCacheReader(artefacts["cache"], split="train")
+    heldout = ActivationCacheReader(root / "half-heldout", split="heldout")
+    assert heldout.fingerprint == trained.fingerprint  # the same content, split elsewhere
+    expected = trained.num_rows - heldout.first_sequence * heldout.manifest["rows_per_sequence"]
+    assert expected > 0
+    out = root / "overlap.json"
+    capsys.readouterr()
+    for split, cache, rows in (("heldout", root / "half-heldout", expected), ("heldout", artefacts["cache"], 0),
+                               ("train", artefacts["cache"], trained.num_rows)):
+        assert main(["eval", "--sae", str(artefacts["sae"]), "--cache", str(cache), "--split", split,
+                     "--no-progress", "--out", str(out)]) == 0
+        assert json.loads(out.read_text())[str(artefacts["sae"])]["training_rows_evaluated"] == rows
+        error = capsys.readouterr().err
+        assert (f"was trained on {rows} of the" in error) == (rows > 0), error

@@ -25,6 +25,7 @@ PAPER_LATENTS_PER_META_LATENT = 49152 / 2304
 
 def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
     from sae_fast.commands.arguments import add_dataclass_arguments
+    from sae_fast.commands.provenance import add_provenance_flag
     from sae_fast.meta import MetaSAEConfig
 
     parser.add_argument("--sae", required=True, help="the SAE folder whose decoder rows are decomposed")
@@ -32,12 +33,14 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", action="append", default=[], metavar="DIR",
                         help="an SAE to compare the meta-latents with (repeatable; e.g. smaller SAEs of the family)")
     parser.add_argument("--examples", type=int, default=8, help="latents whose decomposition is recorded")
+    add_provenance_flag(parser)
     add_dataclass_arguments(parser, MetaSAEConfig, skip=WORKFLOW_SET_TRAIN_FIELDS, defaults={"n_meta_latents": None})
 
 
 def cmd_meta(args: argparse.Namespace) -> int:
     from sae_fast.commands.arguments import dataclass_from_args
     from sae_fast.commands.outputs import check_writable, hold_folder_lock, refuse_artefact_path
+    from sae_fast.commands.provenance import check_sae_against_sae
     from sae_fast.io import load_pretrained, save_pretrained
     from sae_fast.io.atomic import atomic_write_text
     from sae_fast.meta import MetaDecomposition, MetaSAEConfig, compare_with_saes, plot_meta_report, train_meta_sae
@@ -46,6 +49,8 @@ def cmd_meta(args: argparse.Namespace) -> int:
     refuse_artefact_path(out)
     check_writable(out)
     hold_folder_lock(args, out)
+    for path in args.reference:  # the meta-latents are compared with latents of the same activations
+        check_sae_against_sae(path, args.sae, args.allow_other_activations)
     sae = load_pretrained(args.sae, device=args.device)
     references = {Path(p).name: load_pretrained(p, device=args.device) for p in args.reference}
     n_meta = args.n_meta_latents or max(args.k, round(sae.d_sae / PAPER_LATENTS_PER_META_LATENT))

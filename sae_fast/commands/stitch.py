@@ -21,6 +21,7 @@ STITCH_RESULT = "stitch.json"
 def add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
     from sae_fast.commands.arguments import add_dataclass_arguments
     from sae_fast.commands.inputs import ACTIVATIONS_HELP
+    from sae_fast.commands.provenance import add_provenance_flag
     from sae_fast.stitching import StitchingConfig
 
     parser.add_argument("--small", required=True, help="the smaller SAE's folder (as `sae-fast train` saves it)")
@@ -33,6 +34,7 @@ def add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also draw the PNG figures (Figs. 4, 5, 10, 14, 16), each with its JSON")
     parser.add_argument("--device", default="cpu", help="device for the SAEs")
+    add_provenance_flag(parser)
     add_dataclass_arguments(parser, StitchingConfig, skip=("block_size",))
 
 
@@ -105,6 +107,21 @@ def _figures(results: dict[str, Any], out: Path, labels: tuple[str, str], meta: 
     return [str(p) for p in paths]
 
 
+def _check_provenance(args: argparse.Namespace) -> None:
+    """Both SAEs of the activations' model and hook, and of one another's."""
+    from sae_fast.activations.cache_format import ACTIVATIONS, read_manifest
+    from sae_fast.commands.inputs import folder_kind
+    from sae_fast.commands.provenance import check_sae_against_cache, check_sae_against_sae
+
+    cache = Path(args.cache)
+    cache = cache.parent if cache.name == ACTIVATIONS else cache
+    check_sae_against_sae(args.large, args.small, args.allow_other_activations)
+    if folder_kind(cache) == "cache":  # a bare tensor file records nothing to compare
+        manifest = read_manifest(cache)
+        for path in (args.small, args.large):
+            check_sae_against_cache(path, manifest, args.cache, args.allow_other_activations)
+
+
 def cmd_stitch(args: argparse.Namespace) -> int:
     from sae_fast.commands.arguments import dataclass_from_args
     from sae_fast.commands.inputs import load_activations
@@ -118,6 +135,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     check_writable(out)
     hold_folder_lock(args, out)
     config = dataclass_from_args(StitchingConfig, args)
+    _check_provenance(args)
     small, large = load_sae(args.small, args.device), load_sae(args.large, args.device)
     if small.d_sae >= large.d_sae:
         raise ValueError(f"--small has {small.d_sae} latents and --large {large.d_sae}; pass the smaller SAE "
