@@ -289,3 +289,20 @@ def test_eval_warns_about_and_records_rows_the_sae_was_trained_on(artefacts, cap
         assert json.loads(out.read_text())[str(artefacts["sae"])]["training_rows_evaluated"] == rows
         error = capsys.readouterr().err
         assert (f"was trained on {rows} of the" in error) == (rows > 0), error
+
+
+@pytest.mark.parametrize("edit", [{"dtype": "int8", "d_model": 2}, {"dtype": "uint16"}, {"dtype": "float64"},
+                                  {"d_model": -64}, {"d_model": True}, {"rows_per_sequence": 0}])
+def test_a_manifest_that_reinterprets_the_data_is_refused(artefacts, tmp_path, edit):
+    import shutil
+
+    from sae_fast.activations import ActivationCacheReader
+
+    cache = tmp_path / "cache"
+    shutil.copytree(artefacts["cache"], cache)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    if "d_model" in edit and edit.get("dtype") == "int8":
+        edit = {**edit, "d_model": manifest["d_model"] * 2}  # int8 rows of twice the width: the same bytes
+    (cache / "manifest.json").write_text(json.dumps({**manifest, **edit}))
+    with pytest.raises(ValueError, match="the manifest is corrupt or edited"):
+        ActivationCacheReader(cache)
