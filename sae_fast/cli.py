@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args, optional_int
+from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args, int_at_least
 from sae_fast.commands.models import TINY_MODEL, load_model_by_name
 
 NO_RECIPE = "none"
@@ -322,9 +322,9 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     train.add_argument("--recalibrate", action=argparse.BooleanOptionalAction, default=True,
                        help="after training, re-estimate BatchTopK's inference θ with the final weights on fresh "
                             "training batches, so the eval L0 is about k (as `sae-fast recalibrate` does)")
-    train.add_argument("--recalibrate-batches", type=int, default=DEFAULT_BATCHES,
+    train.add_argument("--recalibrate-batches", type=int_at_least(1), default=DEFAULT_BATCHES,
                        help="training batches θ is re-estimated on (default: %(default)s)")
-    train.add_argument("--epochs", type=optional_int, default=None,
+    train.add_argument("--epochs", type=int_at_least(1, optional=True), default=None,
                        help="passes over the cache (None: endless, bounded by --total-tokens)")
     train.add_argument("--model", default=OFFLINE_DEFAULT_MODEL, help="with --live: " + model_help + " (default: %(default)s)")
     train.add_argument("--texts", default="offline-prose", help="with --live: " + texts_help + " (default: %(default)s)")
@@ -350,12 +350,12 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
                             help="rows of the cache to evaluate on (default: %(default)s, never seen by training)")
     evaluation.add_argument("--max-norm-ratio", type=float, default=None,
                             help="drop attention-sink rows above this multiple of the median norm (default: keep all)")
-    evaluation.add_argument("--max-rows", type=optional_int, default=None, help="evaluate on the first N rows only")
-    evaluation.add_argument("--ce-sequences", type=int, default=0,
+    evaluation.add_argument("--max-rows", type=int_at_least(1, optional=True), default=None, help="evaluate on the first N rows only")
+    evaluation.add_argument("--ce-sequences", type=int_at_least(0), default=0,
                             help="also measure CE degradation on the split's first N token sequences")
     evaluation.add_argument("--model", default=None, help="model for CE (default: the one the cache was extracted "
                                                            "with, offline when it was); " + model_help)
-    evaluation.add_argument("--batch-size", type=int, default=4096, help="activations per SAE batch")
+    evaluation.add_argument("--batch-size", type=int_at_least(1), default=4096, help="activations per SAE batch")
     evaluation.add_argument("--device", default="cpu", help="device for the SAE and the model")
     evaluation.add_argument("--out", default=None, help="write the results as JSON here")
     evaluation.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
@@ -368,10 +368,10 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
                     "each SAE folder is replaced atomically. Prints θ and L0 before and after.")
     recalibrate.add_argument("--sae", action="append", required=True, help="saved BatchTopK SAE folder (repeatable)")
     recalibrate.add_argument("--cache", required=True, help="the activation cache the SAE was trained on")
-    recalibrate.add_argument("--batches", type=int, default=DEFAULT_BATCHES, help="batches θ is estimated on")
-    recalibrate.add_argument("--batch-size", type=int, default=None,
+    recalibrate.add_argument("--batches", type=int_at_least(1), default=DEFAULT_BATCHES, help="batches θ is estimated on")
+    recalibrate.add_argument("--batch-size", type=int_at_least(1, optional=True), default=None,
                              help="tokens per batch (default: the training batch size the SAE folder records)")
-    recalibrate.add_argument("--seed", type=int, default=0, help="seed of the batches' order")
+    recalibrate.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the batches' order")
     recalibrate.add_argument("--device", default="cpu", help="device for the SAE")
     add_provenance_flag(recalibrate)
     recalibrate.set_defaults(func=cmd_recalibrate)

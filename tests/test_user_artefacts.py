@@ -306,3 +306,84 @@ def test_a_manifest_that_reinterprets_the_data_is_refused(artefacts, tmp_path, e
     (cache / "manifest.json").write_text(json.dumps({**manifest, **edit}))
     with pytest.raises(ValueError, match="the manifest is corrupt or edited"):
         ActivationCacheReader(cache)
+
+
+# ---------------------------------------------------------------------------- counts
+REQUIRED = {"cache": ["--out", "o"], "train": ["--cache", "c", "--sae", "a=topk:d_sae=8,k=2", "--out", "o"],
+            "eval": ["--sae", "s", "--cache", "c"], "recalibrate": ["--sae", "s", "--cache", "c"],
+            "stitch": ["--small", "s", "--large", "l", "--cache", "c", "--out", "o"], "meta": ["--sae", "s", "--out", "o"]}
+
+
+def _int_flags():
+    """``(command, flag, lower bound)`` of every integer flag of every subcommand."""
+    import argparse
+
+    from sae_fast.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    found = []
+    for command, sub in commands.choices.items():
+        for action in sub._actions:
+            name = getattr(action.type, "__name__", "")
+            assert action.type is not int, f"{command} {action.option_strings[0]} parses ints without a bound"
+            if name.startswith("int >= "):
+                found.append((command, action.option_strings[0], int(name.removeprefix("int >= "))))
+    return found
+
+
+def test_the_sweep_sees_every_command_and_the_reported_flags():
+    flags = {(command, flag) for command, flag, _ in _int_flags()}
+    assert {command for command, _ in flags} == set(REQUIRED)
+    assert {("eval", "--max-rows"), ("eval", "--ce-sequences"), ("cache", "--max-tokens"), ("meta", "--examples"),
+            ("meta", "--n-meta-latents"), ("train", "--batch-size"), ("stitch", "--max-tokens")} <= flags
+
+
+@pytest.mark.parametrize("command, flag, lower", _int_flags())
+def test_every_int_flag_refuses_a_negative_count_at_parse_time(command, flag, lower, capsys):
+    from sae_fast.cli import parse_args
+
+    for value in ("-1", "-3", str(lower - 1)) if lower > 0 else ("-1", "-3"):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args([command, *REQUIRED[command], flag, value])
+        assert exit_info.value.code == 2
+        assert f"argument {flag}" in capsys.readouterr().err
+    parse_args([command, *REQUIRED[command], flag, str(max(lower, 1))])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["meta", "--n-meta-latents", "0"], "MetaSAEConfig.n_meta_latents must be >= 1"),
+    (["meta", "--k", "100"], "--k 100 is above the width d_in="),
+    (["train", "--seq-len", "1"], "seq_len"), (["train", "--log-every", "0"], "TrainConfig.log_every"),
+    (["train", "--micro-batches", "0"], "TrainConfig.micro_batches"),
+    (["cache", "--max-tokens", "0"], "max_tokens"),
+])
+def test_a_zero_or_too_large_count_is_refused_before_work(artefacts, tmp_path, capsys, argv, message):
+    command, *flags = argv
+    where = {"meta": ["--sae", str(artefacts["sae"]), "--out", str(tmp_path / "o")],
+             "train": ["--live", "--model", "tiny-random", "--sae", "a=topk:d_sae=8,k=2", "--out", str(tmp_path / "o")],
+             "cache": ["--model", "tiny-random", "--out", str(tmp_path / "o")]}[command]
+    if command == "train" and flags[0] == "--seq-len":
+        flags = ["--act-seq-len", "1"]
+    assert main([command, *where, *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "train_result.json").exists() and not (tmp_path / "o" / "meta_sae.json").exists()
+
+
+def test_config_dataclasses_refuse_negative_counts():
+    import dataclasses
+
+    from sae_fast.activations import ActivationConfig
+    from sae_fast.evaluation import EvalConfig
+    from sae_fast.meta import MetaSAEConfig
+    from sae_fast.stitching import StitchingConfig
+    from sae_fast.training import TrainConfig
+
+    checked = []
+    for cls in (ActivationConfig, TrainConfig, EvalConfig, MetaSAEConfig, StitchingConfig):
+        for f in dataclasses.fields(cls):
+            if f.type in ("int", "int | None", int):
+                with pytest.raises((ValueError, TypeError)):
+                    cls(**{f.name: -1})
+                checked.append(f"{cls.__name__}.{f.name}")
+    assert {"TrainConfig.seed", "StitchingConfig.seed", "MetaSAEConfig.k", "ActivationConfig.max_tokens"} <= set(checked)

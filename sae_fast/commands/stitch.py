@@ -19,7 +19,7 @@ STITCH_RESULT = "stitch.json"
 
 
 def add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
-    from sae_fast.commands.arguments import add_dataclass_arguments
+    from sae_fast.commands.arguments import add_dataclass_arguments, int_at_least
     from sae_fast.commands.inputs import ACTIVATIONS_HELP
     from sae_fast.commands.provenance import add_provenance_flag
     from sae_fast.stitching import StitchingConfig
@@ -29,8 +29,8 @@ def add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the larger SAE's folder, trained on the same activations")
     parser.add_argument("--cache", required=True, help=ACTIVATIONS_HELP)
     parser.add_argument("--out", required=True, help=f"folder for {STITCH_RESULT} and the figures")
-    parser.add_argument("--max-tokens", type=int, default=32768, help="evaluation tokens (default: %(default)s)")
-    parser.add_argument("--bins", type=int, default=50, help="bins of the max-cosine histogram (Fig. 10)")
+    parser.add_argument("--max-tokens", type=int_at_least(1), default=32768, help="evaluation tokens (default: %(default)s)")
+    parser.add_argument("--bins", type=int_at_least(1), default=50, help="bins of the max-cosine histogram (Fig. 10)")
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also draw the PNG figures (Figs. 4, 5, 10, 14, 16), each with its JSON")
     parser.add_argument("--device", default="cpu", help="device for the SAEs")
