@@ -19,6 +19,9 @@ def main() -> None:
     p.add_argument("--threshold", type=float, default=0.7)
     p.add_argument("--out", default="outputs/stitching")
     a = p.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(a.out)  # never write into a cache, an SAE folder or another run
     small, large = load_sae(a.small), load_sae(a.large)
     result = novel_latent_mse(small, large, load_activations(a.activations, a.max_tokens), a.threshold)
     labels = (f"SAE-{small.W_dec.shape[0]}", f"SAE-{large.W_dec.shape[0]}")

@@ -387,3 +387,21 @@ def test_config_dataclasses_refuse_negative_counts():
                     cls(**{f.name: -1})
                 checked.append(f"{cls.__name__}.{f.name}")
     assert {"TrainConfig.seed", "StitchingConfig.seed", "MetaSAEConfig.k", "ActivationConfig.max_tokens"} <= set(checked)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "examples").glob("*.py")
+                                          if "--out" in p.read_text()))
+def test_example_scripts_refuse_an_out_inside_an_artefact(artefacts, monkeypatch, script):
+    import re
+    import runpy
+
+    source = (ROOT / "examples" / script).read_text()
+    required = [flag for flag in re.findall(r'add_argument\("(--[\w-]+)"[^\n]*required=True', source)
+                if flag != "--out"]
+    argv = [script, *(x for flag in required for x in (flag, str(artefacts["sae"]))),
+            "--out", str(artefacts["cache"] / "results")]
+    monkeypatch.setattr("sys.argv", argv)
+    before = _snapshot(artefacts["cache"])
+    with pytest.raises(ValueError, match="writing there would change it"):
+        runpy.run_path(str(ROOT / "examples" / script), run_name="__main__")
+    assert _snapshot(artefacts["cache"]) == before
