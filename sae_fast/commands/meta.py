@@ -47,8 +47,8 @@ def cmd_meta(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     refuse_artefact_path(out)
-    check_writable(out)
     hold_folder_lock(args, out)
+    check_writable(out)
     for path in args.reference:  # the meta-latents are compared with latents of the same activations
         check_sae_against_sae(path, args.sae, args.allow_other_activations)
     sae = load_pretrained(args.sae, device=args.device)

@@ -132,8 +132,8 @@ def cmd_stitch(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     refuse_artefact_path(out)
-    check_writable(out)
     hold_folder_lock(args, out)
+    check_writable(out)
     config = dataclass_from_args(StitchingConfig, args)
     _check_provenance(args)
     small, large = load_sae(args.small, args.device), load_sae(args.large, args.device)
