@@ -105,6 +105,9 @@ def main() -> None:
                         help="re-estimate BatchTopK's theta on 8 training batches after training")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often faster on a busy machine)")
     args = parser.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(args.out)  # never write into a cache, an SAE folder or another run
     if args.threads:
         torch.set_num_threads(args.threads)
     if len(args.jumprelu_coefficients) != len(args.ks):

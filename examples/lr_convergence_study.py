@@ -30,6 +30,9 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.7, help="max decoder cosine below which a large-SAE latent counts as novel")
     parser.add_argument("--eval-tokens", type=int, default=8192, help="held-out rows the statistics are measured on")
     args = parser.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(args.out)  # never write into a cache, an SAE folder or another run
 
     from sae_fast import BatchTopKSAE
     from sae_fast.activations import ActivationCacheReader

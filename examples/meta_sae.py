@@ -83,6 +83,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often faster on a busy machine)")
     parser.add_argument("--device", default="cpu", help="torch device")
     args = parser.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(args.out)  # never write into a cache, an SAE folder or another run
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)

@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000, help="training steps of each SAE")
     parser.add_argument("--seed", type=int, default=0, help="seed of data order and SAE initialisation")
     args = parser.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(args.out)  # never write into a cache, an SAE folder or another run
 
     from sae_fast import BatchTopKSAE
     from sae_fast.activations import ActivationCacheReader

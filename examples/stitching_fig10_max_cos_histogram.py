@@ -18,6 +18,9 @@ def main() -> None:
     p.add_argument("--bins", type=int, default=50, help="histogram bins")
     p.add_argument("--out", default="outputs/stitching", help="output folder of the figure")
     a = p.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(a.out)  # never write into a cache, an SAE folder or another run
     result = max_cosine_histogram(load_sae(a.small), load_sae(a.large), a.threshold, bins=a.bins)
     print(*plot_max_cosine_histogram(result, a.out, meta=vars(a)))
 

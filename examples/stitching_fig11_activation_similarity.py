@@ -20,6 +20,9 @@ def main() -> None:
     p.add_argument("--min-decoder-cos", type=float, default=0.5, help="R² is computed above this")
     p.add_argument("--out", default="outputs/stitching", help="output folder of the figure")
     a = p.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(a.out)  # never write into a cache, an SAE folder or another run
     x = load_activations(a.activations, a.max_tokens)
     result = activation_vs_decoder_similarity(load_sae(a.small), load_sae(a.large), x, min_decoder_cos=a.min_decoder_cos)
     print(*plot_activation_similarity(result, a.out, meta=vars(a)))

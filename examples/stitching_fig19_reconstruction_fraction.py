@@ -19,6 +19,9 @@ def main() -> None:
     p.add_argument("--stem", default="fig19_reconstruction_fraction", help="file name of the figure, without extension")
     p.add_argument("--out", default="outputs/stitching", help="output folder of the figure")
     a = p.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(a.out)  # never write into a cache, an SAE folder or another run
     result = reconstruction_fraction_matrix([load_sae(s) for s in a.saes], a.labels, a.threshold)
     print(*plot_reconstruction_fraction(result, a.out, stem=a.stem, meta=vars(a)))
 

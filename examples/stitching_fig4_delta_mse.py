@@ -20,6 +20,9 @@ def main() -> None:
     p.add_argument("--threshold", type=float, default=0.7, help="max decoder cosine below which a large-SAE latent counts as novel")
     p.add_argument("--out", default="outputs/stitching", help="output folder of the figure")
     a = p.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(a.out)  # never write into a cache, an SAE folder or another run
     small, large = load_sae(a.small), load_sae(a.large)
     x = load_activations(a.activations, a.max_tokens)
     result = single_latent_insertion_effects(small, large, x, a.threshold)

@@ -22,6 +22,9 @@ def main() -> None:
                    help="also remove small-SAE latents that join no group, so the path ends at the large SAE")
     p.add_argument("--out", default="outputs/stitching", help="output folder of the figure")
     a = p.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(a.out)  # never write into a cache, an SAE folder or another run
     if len(a.saes) < 2:
         p.error("--saes needs at least two SAEs")
     config = StitchingConfig(threshold=a.threshold, novel_order=a.novel_order,

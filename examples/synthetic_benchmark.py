@@ -33,6 +33,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of data order and SAE initialisation")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for d=64)")
     args = parser.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(args.out)  # never write into a cache, an SAE folder or another run
     torch.set_num_threads(args.threads)
     config = SyntheticBenchmarkConfig(
         world=CompositionalConfig(d=args.d), sizes=tuple(args.sizes), ks=tuple(args.ks), meta_epochs=args.meta_epochs,

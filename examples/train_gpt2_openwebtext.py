@@ -61,6 +61,9 @@ def main() -> None:
                         help="sequences per GPT-2 forward pass; lower it if the GPU runs out of memory")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     args = parser.parse_args()
+    from sae_fast.commands.outputs import refuse_artefact_path
+
+    refuse_artefact_path(args.out, own="run")  # never write into a cache, an SAE folder or another run
 
     # The heavy imports wait until after --help, which must work without network or a GPU.
     import torch

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args, optional_int
+from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args, int_at_least
 from sae_fast.commands.models import TINY_MODEL, load_model_by_name
 from sae_fast.config_fields import plain_text
 
@@ -108,6 +108,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from sae_fast.activations import ActivationConfig, extract_activations, text_source_from_spec
 
     config = dataclass_from_args(ActivationConfig, args)
+    from sae_fast.commands.outputs import hold_folder_lock, refuse_artefact_path
+
+    refuse_artefact_path(args.out, own="cache")
+    hold_folder_lock(args, args.out)
     texts = text_source_from_spec(args.texts, seed=config.seed)
     if config.seed and not hasattr(texts, "seed"):
         _warn(f"--seed {config.seed} does not change which text {args.texts!r} yields (it is always read in its "
@@ -137,7 +141,7 @@ def _init_distributed(device: str) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sae_fast.commands.outputs import RUN_RESULT, prepare_run_folder
+    from sae_fast.commands.outputs import RUN_RESULT, hold_folder_lock, prepare_run_folder, refuse_artefact_path
     from sae_fast.commands.recalibrate import TRAIN_BATCH_SIZE_KEY, recalibrate_after_training, selection_batch_size
     from sae_fast.training import TrainConfig, Trainer, fixed_size_batches, get_recipe
 
@@ -150,9 +154,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = dataclass_from_args(TrainConfig, args, **overrides)
     context = _init_distributed(config.device)
     if context.is_main:  # before any data is read, so a refused or unwritable --out costs no training
+        refuse_artefact_path(out, own="run")
+        hold_folder_lock(args, out)  # one run at a time in --out, before anything there is read or written
         prepare_run_folder(out, sae_names=[parse_sae_spec(spec)[0] for spec in args.sae],
                            checkpoint=config.checkpoint_path, resume=config.resume, overwrite=args.overwrite,
-                           log_jsonl=None if config.log_jsonl is None else Path(config.log_jsonl))
+                           log_jsonl=None if config.log_jsonl is None else Path(config.log_jsonl),
+                           tensorboard_dir=None if config.tensorboard_dir is None else Path(config.tensorboard_dir))
     metadata: dict[str, Any] = {}
     reader = None
     if args.cache:
@@ -190,6 +197,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from sae_fast.io.atomic import atomic_write_text
 
         print(f"trained {len(saes)} SAE(s) for {result.steps} steps ({result.tokens_seen} tokens)")
+        for change in result.setting_changes:
+            print(f"  {change['field']}: {change['checkpoint']} until step {change['step']}, then {change['now']}")
         thetas = {}
         if args.recalibrate:
             thetas = recalibrate_after_training(saes, config, reader=reader, stream=batches,
@@ -200,7 +209,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = {"recipe": args.recipe, "steps": result.steps, "tokens_seen": result.tokens_seen,
                    "final_metrics": result.final_metrics, "config": config.to_dict(),
                    "saes": {n: str(out / n) for n in saes},
-                   "theta_recalibration": {n: dataclasses.asdict(change) for n, change in thetas.items()}}
+                   "theta_recalibration": {n: dataclasses.asdict(change) for n, change in thetas.items()},
+                   "setting_changes": result.setting_changes}
         atomic_write_text(out / RUN_RESULT, json.dumps(summary, indent=2))
         print(f"saved to {out}")
         for name, metrics in result.final_metrics.items():
@@ -217,6 +227,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sae_fast.io import load_pretrained
 
     split = args.split
+    if args.out:
+        from sae_fast.commands.outputs import refuse_artefact_path
+
+        refuse_artefact_path(args.out)
     if not Path(args.cache).is_dir():
         raise FileNotFoundError(f"activation cache directory {args.cache} does not exist")
     manifest = read_manifest(Path(args.cache))
@@ -238,11 +252,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
             config, model=load_model_by_name(args.model or reader.model_source, args.device),
             tokens=torch.from_numpy(reader.tokens[: args.ce_sequences].astype("int64")), hook_name=reader.hook_name,
         )
+    from sae_fast.commands.provenance import check_sae_against_cache, overlapping_training_rows
+
+    overlaps = {}
+    for path in args.sae:  # before any SAE is evaluated: a refusal costs nothing
+        check_sae_against_cache(path, reader.manifest, args.cache, args.allow_other_activations)
+        overlaps[path] = overlapping_training_rows(path, reader)
+        if overlaps[path]:
+            _warn(f"{path} was trained on {overlaps[path]} of the {reader.num_rows} {reader.split!r} rows of "
+                  f"{args.cache} (the same cache content, extracted with another --heldout-fraction or evaluated "
+                  "on another split): its numbers there flatter it; evaluate on rows it was not trained on")
     results = {}
     for path in args.sae:
         sae = load_pretrained(path, device=args.device)
         result = evaluate(sae, rows, config)
-        results[path] = {**result.to_dict(), "split": reader.split, "sink_filter": reader.sink_filter_stats()}
+        results[path] = {**result.to_dict(), "split": reader.split, "sink_filter": reader.sink_filter_stats(),
+                         "training_rows_evaluated": overlaps[path]}
         print(f"{path}: NMSE={result.nmse:.4f} FVE={result.fraction_variance_explained:.4f} "
               f"L0={result.mean_l0:.2f} dead={result.dead_fraction:.3%}"
               + (f" CE+{result.ce_degradation:.4f} nats" if result.ce_degradation is not None else ""))
@@ -263,6 +288,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     from sae_fast.commands.meta import __doc__ as meta_doc
     from sae_fast.commands.meta import add_meta_arguments, cmd_meta
     from sae_fast.commands.inputs import SAE_HELP
+    from sae_fast.commands.provenance import add_provenance_flag
     from sae_fast.commands.recalibrate import DEFAULT_BATCHES, cmd_recalibrate
     from sae_fast.commands.stitch import __doc__ as stitch_doc
     from sae_fast.commands.stitch import add_stitch_arguments, cmd_stitch
@@ -308,9 +334,9 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     train.add_argument("--recalibrate", action=argparse.BooleanOptionalAction, default=True,
                        help="after training, re-estimate BatchTopK's inference θ with the final weights on fresh "
                             "training batches, so the eval L0 is about k (as `sae-fast recalibrate` does)")
-    train.add_argument("--recalibrate-batches", type=int, default=DEFAULT_BATCHES,
+    train.add_argument("--recalibrate-batches", type=int_at_least(1), default=DEFAULT_BATCHES,
                        help="training batches θ is re-estimated on (default: %(default)s)")
-    train.add_argument("--epochs", type=optional_int, default=None,
+    train.add_argument("--epochs", type=int_at_least(1, optional=True), default=None,
                        help="passes over the cache (None: endless, bounded by --total-tokens)")
     train.add_argument("--model", default=OFFLINE_DEFAULT_MODEL, help="with --live: " + model_help + " (default: %(default)s)")
     train.add_argument("--texts", default="offline-prose", help="with --live: " + texts_help + " (default: %(default)s)")
@@ -340,15 +366,16 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
                             help="rows of the cache to evaluate on (default: %(default)s, never seen by training)")
     evaluation.add_argument("--max-norm-ratio", type=float, default=None,
                             help="drop attention-sink rows above this multiple of the median norm (default: keep all)")
-    evaluation.add_argument("--max-rows", type=optional_int, default=None, help="evaluate on the first N rows only")
-    evaluation.add_argument("--ce-sequences", type=int, default=0,
+    evaluation.add_argument("--max-rows", type=int_at_least(1, optional=True), default=None, help="evaluate on the first N rows only")
+    evaluation.add_argument("--ce-sequences", type=int_at_least(0), default=0,
                             help="also measure CE degradation on the split's first N token sequences")
     evaluation.add_argument("--model", default=None, help="model for CE (default: the one the cache was extracted "
                                                            "with, offline when it was); " + model_help)
-    evaluation.add_argument("--batch-size", type=int, default=4096, help="activations per SAE batch")
+    evaluation.add_argument("--batch-size", type=int_at_least(1), default=4096, help="activations per SAE batch")
     evaluation.add_argument("--device", default="cpu", help="device for the SAE and the model")
     evaluation.add_argument("--out", default=None, help="write the results as JSON here")
     evaluation.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    add_provenance_flag(evaluation)
     evaluation.set_defaults(func=cmd_eval)
 
     recalibrate = commands.add_parser(
@@ -357,11 +384,12 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
                     "each SAE folder is replaced atomically. Prints θ and L0 before and after.")
     recalibrate.add_argument("--sae", action="append", required=True, help="saved BatchTopK SAE folder (repeatable)")
     recalibrate.add_argument("--cache", required=True, help="the activation cache the SAE was trained on")
-    recalibrate.add_argument("--batches", type=int, default=DEFAULT_BATCHES, help="batches θ is estimated on")
-    recalibrate.add_argument("--batch-size", type=int, default=None,
+    recalibrate.add_argument("--batches", type=int_at_least(1), default=DEFAULT_BATCHES, help="batches θ is estimated on")
+    recalibrate.add_argument("--batch-size", type=int_at_least(1, optional=True), default=None,
                              help="tokens per batch (default: the training batch size the SAE folder records)")
-    recalibrate.add_argument("--seed", type=int, default=0, help="seed of the batches' order")
+    recalibrate.add_argument("--seed", type=int_at_least(0), default=0, help="seed of the batches' order")
     recalibrate.add_argument("--device", default="cpu", help="device for the SAE")
+    add_provenance_flag(recalibrate)
     recalibrate.set_defaults(func=cmd_recalibrate)
 
     stitch = commands.add_parser("stitch", help="SAE stitching analyses of a small and a large SAE (paper §4)",
@@ -390,11 +418,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import contextlib
+
     args = parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # recorded in the folder locks a command holds
     from sae_fast.training import CheckpointError, NonFiniteError
 
     try:
-        return args.func(args)
+        with contextlib.ExitStack() as args.held_locks:  # folder locks are released when the command returns
+            return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, CheckpointError, NonFiniteError) as error:
         print(f"sae-fast {args.command}: error: {error}", file=sys.stderr)
         return 2

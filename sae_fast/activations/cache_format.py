@@ -119,8 +119,24 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+def check_layout(manifest: dict[str, Any]) -> None:
+    """Refuse a manifest whose dtype or sizes could not have been written by ``sae-fast cache``: the file
+    size alone cannot tell ``int8`` rows of width 2d from ``float16`` rows of width d."""
+    from sae_fast.activations.config import CACHE_DTYPES
+
+    if manifest.get("dtype") not in CACHE_DTYPES:
+        raise ValueError(f"activation cache manifest: dtype {manifest.get('dtype')!r} is not one a cache is written "
+                         f"in {CACHE_DTYPES}; the manifest is corrupt or edited, extract the cache again")
+    for name in ("d_model", "seq_len", "rows_per_sequence", "capacity_sequences"):
+        value = manifest.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"activation cache manifest: {name} must be an int >= 1, got {value!r}; the manifest "
+                             "is corrupt or edited, extract the cache again")
+
+
 def expected_file_sizes(manifest: dict[str, Any]) -> dict[str, int]:
     """Byte sizes the data files (``activations.bin``, ``tokens.bin``, ``norms.bin``) must have."""
+    check_layout(manifest)
     itemsize = np.dtype(manifest["dtype"]).itemsize
     capacity_rows = manifest["capacity_sequences"] * manifest["rows_per_sequence"]
     sizes = {
@@ -134,6 +150,7 @@ def expected_file_sizes(manifest: dict[str, Any]) -> dict[str, int]:
 
 def check_files(directory: Path, manifest: dict[str, Any]) -> None:
     """Raise a clear error when the data files are missing, truncated or inconsistent with the manifest."""
+    check_layout(manifest)
     sequences, count = manifest["sequences"], manifest["count"]
     if not 0 <= sequences <= manifest["capacity_sequences"] or count != sequences * manifest["rows_per_sequence"]:
         raise ValueError(

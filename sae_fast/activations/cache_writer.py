@@ -56,6 +56,7 @@ from sae_fast.activations.models import model_d_model, model_label, model_source
 from sae_fast.activations.sequences import batched
 from sae_fast.activations.stream import activation_rows, config_sequences
 from sae_fast.duration import announce_duration
+from sae_fast.io.folder_lock import LOCK_FILE
 
 
 def _source_fingerprint(texts: Iterable[str]) -> str:
@@ -201,7 +202,7 @@ def extract_activations(
             return ActivationCacheReader(directory)
         _allocate_files(directory, manifest, created=False)  # fills the holes of an older, sparse cache
     else:
-        if directory.exists() and any(directory.iterdir()):
+        if directory.exists() and any(p.name != LOCK_FILE for p in directory.iterdir()):
             raise ValueError(f"{directory} exists, is not empty and has no {MANIFEST}; extract into an empty or new directory")
         manifest = wanted
         _allocate_files(directory, manifest, created=True)

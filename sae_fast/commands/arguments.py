@@ -20,8 +20,24 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return plain_text(super().format_help())
 
 
-def optional_int(text: str) -> int | None:
-    return None if text.lower() in ("none", "null", "") else int(text)
+def int_at_least(lower: int, *, optional: bool = False) -> Any:
+    """An argparse ``type``: an int ``>= lower`` (``optional``: or None), refused at parse time with the flag
+    named. Every int flag of ``sae-fast`` has one, so no count is ever negative (a Python slice of the
+    end) or zero where zero means nothing."""
+    def parse(text: str) -> int | None:
+        if optional and text.lower() in ("none", "null", ""):
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lower:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lower}" + (" or none" if optional else "")
+                                             + f", got {value}")
+        return value
+
+    parse.__name__ = f"int >= {lower}"  # what argparse names in "invalid <type> value"
+    return parse
 
 
 def optional_str(text: str) -> str | None:
@@ -84,7 +100,9 @@ def add_dataclass_arguments(
             group.add_argument(flag, dest=dest, type=float, nargs=len(typing.get_args(base)), default=default,
                                metavar="X", help=text)
         elif base in (int, float, str):
-            kind = {int: optional_int, str: optional_str}.get(base, base) if optional else base
+            kind = {str: optional_str}.get(base, base) if optional else base
+            if base is int:  # no config count is negative; each config's validate() refuses a zero it cannot use
+                kind = int_at_least(0, optional=optional)
             group.add_argument(flag, dest=dest, type=kind, default=default, help=text)
 
 

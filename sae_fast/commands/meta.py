@@ -24,7 +24,8 @@ PAPER_LATENTS_PER_META_LATENT = 49152 / 2304
 
 
 def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
-    from sae_fast.commands.arguments import add_dataclass_arguments
+    from sae_fast.commands.arguments import add_dataclass_arguments, int_at_least
+    from sae_fast.commands.provenance import add_provenance_flag
     from sae_fast.meta import MetaSAEConfig
 
     from sae_fast.commands.inputs import SAE_HELP
@@ -34,7 +35,8 @@ def add_meta_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", action="append", default=[], metavar="DIR",
                         help="an SAE to compare the meta-latents with, given like --sae (repeatable; e.g. smaller SAEs "
                              "of the family)")
-    parser.add_argument("--examples", type=int, default=8, help="latents whose decomposition is recorded")
+    parser.add_argument("--examples", type=int_at_least(0), default=8, help="latents whose decomposition is recorded")
+    add_provenance_flag(parser)
     add_dataclass_arguments(parser, MetaSAEConfig, skip=WORKFLOW_SET_TRAIN_FIELDS, defaults={"n_meta_latents": None})
 
 
@@ -50,17 +52,27 @@ def reference_label(reference: str) -> str:
 
 def cmd_meta(args: argparse.Namespace) -> int:
     from sae_fast.commands.arguments import dataclass_from_args
-    from sae_fast.commands.outputs import check_writable, refuse_input_folder
+    from sae_fast.commands.outputs import check_writable, hold_folder_lock, refuse_artefact_path
+    from sae_fast.commands.provenance import check_sae_against_sae
     from sae_fast.io import load_pretrained, save_pretrained
     from sae_fast.io.atomic import atomic_write_text
     from sae_fast.meta import MetaDecomposition, MetaSAEConfig, compare_with_saes, plot_meta_report, train_meta_sae
 
     out = Path(args.out)
-    refuse_input_folder(out)
+    refuse_artefact_path(out)
+    hold_folder_lock(args, out)
     check_writable(out)
+    for path in args.reference:  # the meta-latents are compared with latents of the same activations
+        check_sae_against_sae(path, args.sae, args.allow_other_activations)
     sae = load_pretrained(args.sae, device=args.device)
     references = {reference_label(p): load_pretrained(p, device=args.device) for p in args.reference}
-    n_meta = args.n_meta_latents or max(args.k, round(sae.d_sae / PAPER_LATENTS_PER_META_LATENT))
+    if args.k > sae.d_in:
+        raise ValueError(f"--k {args.k} is above the width d_in={sae.d_in} of the rows decomposed: with that many "
+                         "meta-latents per row any row is rebuilt exactly and the decomposition means nothing; "
+                         f"give --k <= {sae.d_in}")
+    n_meta = args.n_meta_latents
+    if n_meta is None:
+        n_meta = max(args.k, round(sae.d_sae / PAPER_LATENTS_PER_META_LATENT))
     config = dataclass_from_args(MetaSAEConfig, args, n_meta_latents=n_meta)
     meta = train_meta_sae(sae, config)
     save_pretrained(meta.meta_sae, out / META_SAE_FOLDER,

@@ -83,7 +83,11 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     from sae_fast.io.saelens import CONFIG_FILENAME
     from sae_fast.sae.batch_topk import BatchTopKSAE
 
+    from sae_fast.commands.provenance import check_sae_against_cache
+
     reader = open_cache(args.cache, "train")
+    for path in args.sae:  # every SAE before the first is rewritten
+        check_sae_against_cache(path, reader.manifest, args.cache, args.allow_other_activations)
     for path in map(Path, args.sae):
         sae = load_pretrained(path, device=args.device)
         if not isinstance(sae, BatchTopKSAE):

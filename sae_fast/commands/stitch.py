@@ -19,8 +19,9 @@ STITCH_RESULT = "stitch.json"
 
 
 def add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
-    from sae_fast.commands.arguments import add_dataclass_arguments
+    from sae_fast.commands.arguments import add_dataclass_arguments, int_at_least
     from sae_fast.commands.inputs import ACTIVATIONS_HELP, SAE_HELP, add_stream_arguments
+    from sae_fast.commands.provenance import add_provenance_flag
     from sae_fast.stitching import StitchingConfig
 
     parser.add_argument("--small", required=True, help="the smaller SAE: " + SAE_HELP)
@@ -32,11 +33,12 @@ def add_stitch_arguments(parser: argparse.ArgumentParser) -> None:
                              "what the SAEs' configs record)")
     add_stream_arguments(parser)
     parser.add_argument("--out", required=True, help=f"folder for {STITCH_RESULT} and the figures")
-    parser.add_argument("--max-tokens", type=int, default=32768, help="evaluation tokens (default: %(default)s)")
-    parser.add_argument("--bins", type=int, default=50, help="bins of the max-cosine histogram (Fig. 10)")
+    parser.add_argument("--max-tokens", type=int_at_least(1), default=32768, help="evaluation tokens (default: %(default)s)")
+    parser.add_argument("--bins", type=int_at_least(1), default=50, help="bins of the max-cosine histogram (Fig. 10)")
     parser.add_argument("--figures", action=argparse.BooleanOptionalAction, default=True,
                         help="also draw the PNG figures (Figs. 4, 5, 10, 14, 16), each with its JSON")
     parser.add_argument("--device", default="cpu", help="device for the SAEs")
+    add_provenance_flag(parser)
     add_dataclass_arguments(parser, StitchingConfig, skip=("block_size",))
 
 
@@ -109,18 +111,37 @@ def _figures(results: dict[str, Any], out: Path, labels: tuple[str, str], meta: 
     return [str(p) for p in paths]
 
 
+def _check_provenance(args: argparse.Namespace) -> None:
+    """Both SAEs of the activations' model and hook, and of one another's."""
+    from sae_fast.activations.cache_format import ACTIVATIONS, read_manifest
+    from sae_fast.commands.inputs import folder_kind
+    from sae_fast.commands.provenance import check_sae_against_cache, check_sae_against_sae
+
+    check_sae_against_sae(args.large, args.small, args.allow_other_activations)
+    if args.cache is None:  # streamed from the model and hook the SAEs' configs record
+        return
+    cache = Path(args.cache)
+    cache = cache.parent if cache.name == ACTIVATIONS else cache
+    if folder_kind(cache) == "cache":  # a bare tensor file records nothing to compare
+        manifest = read_manifest(cache)
+        for path in (args.small, args.large):
+            check_sae_against_cache(path, manifest, args.cache, args.allow_other_activations)
+
+
 def cmd_stitch(args: argparse.Namespace) -> int:
     from sae_fast.commands.arguments import dataclass_from_args
     from sae_fast.commands.inputs import load_activations, streamed_activations
-    from sae_fast.commands.outputs import check_writable, refuse_input_folder
+    from sae_fast.commands.outputs import check_writable, hold_folder_lock, refuse_artefact_path
     from sae_fast.io.atomic import atomic_write_text
     from sae_fast.stitching import StitchingConfig
     from sae_fast.stitching.figures import load_sae, to_jsonable
 
     out = Path(args.out)
-    refuse_input_folder(out)
+    refuse_artefact_path(out)
+    hold_folder_lock(args, out)
     check_writable(out)
     config = dataclass_from_args(StitchingConfig, args)
+    _check_provenance(args)
     small, large = load_sae(args.small, args.device), load_sae(args.large, args.device)
     if small.d_sae >= large.d_sae:
         raise ValueError(f"--small has {small.d_sae} latents and --large {large.d_sae}; pass the smaller SAE "

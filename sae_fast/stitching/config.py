@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from sae_fast.config_fields import documented, with_fields
+from sae_fast.validation import check_int
 
 GPT2_THRESHOLD = 0.7
 """Max-decoder-cosine threshold the paper uses for its GPT-2 SAEs."""
@@ -61,6 +62,7 @@ class StitchingConfig:
         if isinstance(self.encode_batch_size, bool) or not isinstance(self.encode_batch_size, int) \
                 or self.encode_batch_size < 1:
             raise ValueError(f"encode_batch_size must be a positive int, got {self.encode_batch_size!r}")
+        check_int(self.seed, "StitchingConfig.seed", lower=0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

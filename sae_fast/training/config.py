@@ -14,6 +14,10 @@ PAPER_LR = 3e-4
 PAPER_BETAS = (0.9, 0.99)
 PAPER_BATCH_SIZE = 4096
 PAPER_TOTAL_TOKENS = 1_000_000_000
+TRAINING_DTYPES = ("float32", "float64")
+"""Parameter dtypes training accepts. Adam keeps its state in the parameters' dtype: in float16 its eps
+(1e-8) underflows to 0, so steps divide by a vanishing denominator, and bfloat16's
+8-bit mantissa rounds away updates below 1/256 of a weight, so either would end in a silently worse SAE."""
 
 
 @dataclass
@@ -75,7 +79,8 @@ class TrainConfig:
     device: str = documented("cpu", "Device the SAEs are moved to and batches are moved to before each step.")
     dtype: str = documented(
         "float32",
-        "Floating-point dtype of the SAE parameters (float32, bfloat16, float16, float64).",
+        "Floating-point dtype of the SAE parameters and Adam's state: float32 or float64 (float16/bfloat16 "
+        "lose Adam's updates; load the trained SAE in them with load_pretrained(path, dtype=...)).",
     )
     progress: bool = documented(True, "Show a tqdm progress bar with loss, L0 and NMSE of every SAE.")
     extra: dict[str, Any] = documented(
@@ -97,6 +102,8 @@ class TrainConfig:
             isinstance(self.total_tokens, bool) or not isinstance(self.total_tokens, int) or self.total_tokens < 1
         ):
             raise ValueError(f"TrainConfig.total_tokens must be an int >= 1 or None, got {self.total_tokens!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be an int >= 0, got {self.seed!r}")
         if not isinstance(self.lr, (int, float)) or not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
         betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
@@ -109,6 +116,13 @@ class TrainConfig:
                 f"TrainConfig.batch_size={self.batch_size} must be divisible by micro_batches={self.micro_batches}"
             )
         self.torch_dtype  # validates the name
+        if str(self.dtype) not in TRAINING_DTYPES:
+            raise ValueError(
+                f"TrainConfig.dtype={self.dtype!r} cannot train correctly: Adam keeps its state in the parameters' "
+                "dtype, where float16 underflows its eps (1e-8) and bfloat16 rounds away updates below 1/256 of a "
+                f"weight, so the SAE would come out silently worse. Train in one of {TRAINING_DTYPES} and load the "
+                "saved SAE in a lower precision for inference: load_pretrained(path, dtype=torch.bfloat16)"
+            )
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("TrainConfig.resume=True needs checkpoint_dir (where checkpoint.pt lives)")
         return self

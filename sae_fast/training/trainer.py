@@ -38,6 +38,7 @@ from sae_fast.training.distributed import (
 )
 from sae_fast.training.metrics import MetricsLogger, step_metrics
 from sae_fast.training.optimizer import make_adam
+from sae_fast.training.resume_settings import apply_optimizer_settings, resume_setting_changes
 
 ANNOUNCE_AFTER_STEPS = 3
 """Steps timed (after the first) before the expected duration of a run is printed."""
@@ -69,6 +70,9 @@ class TrainResult:
     checkpoint_path: Path | None = None
     wall_time_s: float = 0.0
     """Seconds spent in this call (not counting time before a resume)."""
+    setting_changes: list[dict[str, Any]] = field(default_factory=list)
+    """Optimiser settings a resume changed: ``{"step", "field", "checkpoint", "now"}`` (the new value was
+    used from the step after ``step``); see :mod:`~sae_fast.training.resume_settings`."""
 
 
 class Trainer:
@@ -119,6 +123,7 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.history: dict[str, list[dict[str, Any]]] = {name: [] for name in saes}
+        self.setting_changes: list[dict[str, Any]] = []
         self._data_state: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ checkpoints
@@ -141,6 +146,7 @@ class Trainer:
             "data": self._data_state,
             "data_identity": self.data_identity,
             "history": self.history,
+            "setting_changes": self.setting_changes,
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -158,6 +164,7 @@ class Trainer:
         if payload.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{path} is not a training checkpoint (format={payload.get('format')!r})")
         self._check_data_identity(path, payload.get("data_identity"))
+        changes = resume_setting_changes(payload.get("config") or {}, self.config, path)
         saved = payload["saes"]
         if set(saved) != set(self.saes):
             raise CheckpointError(
@@ -175,7 +182,9 @@ class Trainer:
                 )
             sae.load_state_dict(saved[name]["state_dict"])
             self.optimizers[name].load_state_dict(payload["optimizers"][name])
+            apply_optimizer_settings(self.optimizers[name], self.config)  # the restored groups hold the old ones
         self.step = int(payload["step"])
+        self.setting_changes = [*payload.get("setting_changes", []), *({"step": self.step, **c} for c in changes)]
         self.tokens_seen = int(payload["tokens_seen"])
         self.history = {name: list(payload["history"].get(name, [])) for name in self.saes}
         torch.set_rng_state(payload["rng"]["torch"].cpu())
@@ -378,4 +387,5 @@ class Trainer:
         return TrainResult(
             steps=self.step, tokens_seen=self.tokens_seen, final_metrics=last, history=self.history,
             checkpoint_path=path, wall_time_s=time.perf_counter() - start_time,
+            setting_changes=self.setting_changes,
         )
