@@ -263,7 +263,11 @@ def test_an_sae_that_records_no_hook_draws_a_warning(artefacts, tmp_path, capsys
     from sae_fast.io import load_pretrained, save_pretrained
 
     bare = tmp_path / "bare"
-    save_pretrained(load_pretrained(artefacts["sae"]), bare)  # no metadata: as from a library that records none
+    save_pretrained(load_pretrained(artefacts["sae"]), bare)
+    config = json.loads((bare / "cfg.json").read_text())  # no metadata: as from a library that records none
+    config["metadata"] = {key: value for key, value in config.get("metadata", {}).items()
+                          if key not in ("model_name", "hook_name")}
+    (bare / "cfg.json").write_text(json.dumps(config))
     assert main(["eval", "--sae", str(bare), "--cache", str(artefacts["cache"]), "--no-progress"]) == 0
     assert "does not record the model and hook it was trained on" in capsys.readouterr().err
 

@@ -67,13 +67,15 @@ def add_stream_arguments(parser: Any) -> None:
     """Flags of activations streamed for published SAEs (see :mod:`sae_fast.activations.sae_source`)."""
     import argparse
 
+    from sae_fast.commands.arguments import int_at_least
+
     parser.add_argument("--model", default=None, help="without --cache: the model to stream activations from "
                         "(default: the SAEs' model_name, e.g. gpt2-small -> gpt2; 'tiny-random' for tests)")
     parser.add_argument("--texts", default=None, help="without --cache: text source (offline-prose, openwebtext, "
                         "hf:PATH[:SPLIT[:FIELD]], or .txt/.jsonl paths; default: the SAEs' dataset_path)")
     parser.add_argument("--hook-name", default=None, help="without --cache: hook to read (default: the SAEs' "
                         "hook_name)")
-    parser.add_argument("--seq-len", type=int, default=None, help="without --cache: tokens per sequence "
+    parser.add_argument("--seq-len", type=int_at_least(2), default=None, help="without --cache: tokens per sequence "
                         "(default: the SAEs' context_size, else 128); position 0 is dropped")
     parser.add_argument("--prepend-bos", action=argparse.BooleanOptionalAction, default=None,
                         help="without --cache: start sequences with BOS (default: the SAEs' prepend_bos, else no)")
