@@ -25,7 +25,7 @@ from torch import Tensor
 
 from sae_fast.io.atomic import atomic_directory
 from sae_fast.io.building import dtype_name, load_state
-from sae_fast.io.reading import read_safetensors
+from sae_fast.io.reading import config_int, read_safetensors, require_keys, require_shapes, safetensors_shapes
 from sae_fast.io.saelens import CONFIG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME, saelens_files
 from sae_fast.io.saelens import _SAELENS_ARCHITECTURE as SAELENS_ARCHITECTURE
 from sae_fast.sae import BatchTopKSAE, SparseAutoencoder
@@ -109,12 +109,13 @@ def load_native(
     state_path = directory / STATE_FILENAME
     if not state_path.exists() and config.get("normalize_activations") == "expected_average_only_in":
         config["normalize_activations"] = "none"  # only the SAELens files are left, with the scale folded in
+    weights_path = directory / WEIGHTS_FILENAME
+    _check_sizes_against_header(config, weights_path, cfg_path)
     try:
         sae = SparseAutoencoder.from_config_dict(config, device=device)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{cfg_path}: cannot rebuild the SAE from its 'sae_fast' config: {error}") from None
 
-    weights_path = directory / WEIGHTS_FILENAME
     tensors = read_safetensors(weights_path)
     extra = read_safetensors(state_path) if state_path.exists() else None
     if isinstance(sae, BatchTopKSAE) and "threshold" in tensors:
@@ -128,6 +129,19 @@ def load_native(
     _check_complete(sae, tensors, source, have_state=extra is not None)
     load_state(sae, tensors, source)
     return sae.eval()
+
+
+def _check_sizes_against_header(config: Mapping[str, Any], weights_path: Path, cfg_path: Path) -> None:
+    """The config's ``d_in``/``d_sae`` are what the weights file holds, checked before the SAE is built.
+
+    Building allocates ``d_in * d_sae`` parameters from the config alone, so a small ``cfg.json``
+    declaring a huge SAE would exhaust memory before the weights could contradict it.
+    """
+    d_in, d_sae = config_int(config, "d_in", cfg_path), config_int(config, "d_sae", cfg_path)
+    shapes = safetensors_shapes(weights_path)
+    why = f"d_in={d_in}, d_sae={d_sae} from {cfg_path.name}"
+    require_keys(shapes, ("W_enc", "W_dec"), weights_path, "the save is incomplete, re-save the SAE")
+    require_shapes(shapes, {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in)}, weights_path, why)
 
 
 def _check_agrees_with_saelens_keys(cfg: Mapping[str, Any], config: Mapping[str, Any], cfg_path: Path) -> None:
