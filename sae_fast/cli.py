@@ -27,8 +27,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args, optional_int
+from sae_fast.commands.arguments import (
+    add_dataclass_arguments,
+    dataclass_from_args,
+    optional_finite_float,
+    optional_int,
+)
 from sae_fast.commands.models import TINY_MODEL, load_model_by_name
+from sae_fast.validation import check_positive_int
 
 NO_RECIPE = "none"
 
@@ -141,6 +147,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.log_jsonl is None:
         overrides["log_jsonl"] = str(out / "metrics.jsonl")
     config = dataclass_from_args(TrainConfig, args, **overrides)
+    if args.recalibrate:  # checked now: training first and refusing after would waste the whole run
+        check_positive_int(args.recalibrate_batches, "--recalibrate-batches",
+                           hint="θ needs at least one batch; or pass --no-recalibrate")
     context = _init_distributed(config.device)
     if context.is_main:  # before any data is read, so a refused or unwritable --out costs no training
         prepare_run_folder(out, sae_names=[parse_sae_spec(spec)[0] for spec in args.sae],
@@ -308,7 +317,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
                             + "; ".join(f"{r.name}: {r.description}" for r in RECIPES.values())
                             + " (default: %(default)s; README: \"The paper's recipe\")")
     add_dataclass_arguments(train, TrainConfig, defaults=RECIPES[recipe].train if recipe in RECIPES else None)
-    train.add_argument("--max-norm-ratio", type=float, default=None,
+    train.add_argument("--max-norm-ratio", type=optional_finite_float, default=None,
                        help="drop attention-sink rows whose norm exceeds this multiple of the median norm "
                             "(with --live the median comes from the first forward batch; default: keep all)")
     add_dataclass_arguments(train, ActivationConfig, prefix="act_",
@@ -322,7 +331,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     evaluation.add_argument("--cache", required=True, help="activation cache (from `sae-fast cache`)")
     evaluation.add_argument("--split", choices=("heldout", "train", "all"), default="heldout",
                             help="rows of the cache to evaluate on (default: %(default)s, never seen by training)")
-    evaluation.add_argument("--max-norm-ratio", type=float, default=None,
+    evaluation.add_argument("--max-norm-ratio", type=optional_finite_float, default=None,
                             help="drop attention-sink rows above this multiple of the median norm (default: keep all)")
     evaluation.add_argument("--max-rows", type=optional_int, default=None, help="evaluate on the first N rows only")
     evaluation.add_argument("--ce-sequences", type=int, default=0,

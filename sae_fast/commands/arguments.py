@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -14,6 +15,21 @@ from sae_fast.config_fields import field_help
 
 def optional_int(text: str) -> int | None:
     return None if text.lower() in ("none", "null", "") else int(text)
+
+
+def finite_float(text: str) -> float:
+    """A float flag's value; ``inf`` and ``nan`` parse as floats but are never a meaningful setting."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def optional_finite_float(text: str) -> float | None:
+    return None if text.lower() in ("none", "null", "") else finite_float(text)
 
 
 def optional_str(text: str) -> str | None:
@@ -69,10 +85,11 @@ def add_dataclass_arguments(
         elif typing.get_origin(base) is typing.Literal:
             group.add_argument(flag, dest=dest, choices=typing.get_args(base), default=default, help=text)
         elif typing.get_origin(base) is tuple:
-            group.add_argument(flag, dest=dest, type=float, nargs=len(typing.get_args(base)), default=default,
+            group.add_argument(flag, dest=dest, type=finite_float, nargs=len(typing.get_args(base)), default=default,
                                metavar="X", help=text)
         elif base in (int, float, str):
-            kind = {int: optional_int, str: optional_str}.get(base, base) if optional else base
+            plain = {int: int, float: finite_float, str: str}[base]
+            kind = {int: optional_int, float: optional_finite_float, str: optional_str}[base] if optional else plain
             group.add_argument(flag, dest=dest, type=kind, default=default, help=text)
 
 

@@ -13,13 +13,16 @@ from SAELens. Two additions restore the sae_fast module exactly, and SAELens ign
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -74,11 +77,22 @@ def save_pretrained(
         or not torch.equal(weights[name], tensor)
     }
     directory = Path(directory)
-    with atomic_directory(directory, SAVE_FILENAMES) as staging:
-        save_file(weights, str(staging / WEIGHTS_FILENAME))
-        save_file(extra, str(staging / STATE_FILENAME))
+    needed = sum(t.numel() * t.element_size() for t in (*weights.values(), *extra.values())) + len(cfg_text)
+    with atomic_directory(directory, SAVE_FILENAMES, needed_bytes=needed + 2**16) as staging:
+        _save_tensors(weights, staging / WEIGHTS_FILENAME, directory)
+        _save_tensors(extra, staging / STATE_FILENAME, directory)
         (staging / CONFIG_FILENAME).write_text(cfg_text, encoding="utf-8")
     return directory
+
+
+def _save_tensors(tensors: dict[str, Tensor], path: Path, directory: Path) -> None:
+    """``save_file`` whose I/O failures are ``OSError``s naming the save (safetensors reports them as its own)."""
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as error:
+        code = re.search(r"code: (\d+)", str(error))
+        number = int(code.group(1)) if code else errno.EIO
+        raise OSError(number, f"{os.strerror(number)} (while writing {path.name})", str(directory)) from None
 
 
 def is_native(cfg: Mapping[str, Any]) -> bool:

@@ -39,7 +39,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Read a checkpoint written by :func:`save_checkpoint`; any damage raises :class:`CheckpointError`."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; train without resume first, or point to the right directory")
+        raise CheckpointError(
+            f"no checkpoint at {path}, so there is nothing to resume (a run stopped before its first checkpoint "
+            "leaves none); start the run afresh instead: `sae-fast train --overwrite` (or resume=False) deletes what "
+            "the stopped run left, or point to the right checkpoint directory"
+        )
     data = path.read_bytes()
     if len(data) < _HEADER or data[: len(MAGIC)] != MAGIC:
         raise CheckpointError(
