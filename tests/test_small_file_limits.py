@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,13 @@ from sae_fast import BatchTopKSAE, TopKSAE, load_pretrained, save_pretrained
 from sae_fast.activations import ActivationConfig, ActivationStream, TextList, extract_activations
 from sae_fast.activations.tiny_model import tiny_random_model
 from sae_fast.cli import main
+from sae_fast.training.checkpoint import MAGIC, load_checkpoint, save_checkpoint
+
+
+# The process's peak resident memory in bytes. VmHWM belongs to the process image, so unlike
+# getrusage's ru_maxrss it does not start at the peak of the (large) pytest process that forked it.
+PEAK_RSS = "peak = lambda: int(open('/proc/self/status').read().split('VmHWM:')[1].split()[0]) * 1024"
+needs_proc = pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmHWM from /proc (Linux)")
 
 
 def small_save(cls, folder):
@@ -102,6 +110,7 @@ def test_npz_arrays_whose_shapes_disagree_with_each_other_are_refused_before_rea
         load_pretrained(path)
 
 
+@needs_proc
 def test_loaders_refuse_declared_sizes_without_allocating_them(tmp_path):
     """The refusals above happen before allocation: peak memory stays far below what the files declare."""
     folder = small_save(BatchTopKSAE, tmp_path / "sae")
@@ -109,9 +118,10 @@ def test_loaders_refuse_declared_sizes_without_allocating_them(tmp_path):
     header_lie = gemma_scope_file(tmp_path / "lie.npz", 8, 16, declared={"W_enc": (20_000, 20_000)})  # 1.6 GB
     bomb = gemma_scope_file(tmp_path / "bomb.npz", 8, 16, declared={"W_enc": (8, 2**21)}, w_enc_bytes=8 * 2**23)
     script = textwrap.dedent(f"""
-        import resource, torch
+        import torch
         from sae_fast import load_pretrained
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        {PEAK_RSS}
+        before = peak()
         for path in [{str(folder)!r}, {str(header_lie)!r}, {str(bomb)!r}]:
             try:
                 load_pretrained(path)
@@ -119,7 +129,7 @@ def test_loaders_refuse_declared_sizes_without_allocating_them(tmp_path):
                 pass
             else:
                 raise SystemExit("loaded " + path)
-        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+        print(peak() - before)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -158,3 +168,42 @@ def test_a_sequence_as_long_as_the_context_is_accepted(tmp_path, tiny_model):
     reader = extract_activations(tiny_model, TextList(["abc " * 200]), tmp_path / "cache", config, progress=False)
     assert reader.activations.shape[0] == 511
     assert reader.activations.shape[1] == 32
+
+
+@needs_proc
+def test_checkpoints_are_streamed_not_held_in_memory(tmp_path):
+    """Loading costs about the tensors themselves, saving almost nothing more (both were 2-3x the file)."""
+    path = tmp_path / "checkpoint.pt"
+    script = textwrap.dedent(f"""
+        import torch
+        from sae_fast.training.checkpoint import load_checkpoint, save_checkpoint
+        {PEAK_RSS}
+        base = peak()
+        payload = load_checkpoint({str(path)!r})
+        loaded = peak() - base
+        save_checkpoint({str(path)!r}, payload)
+        print(loaded, peak() - base)
+    """)
+    payload_bytes = 64 * 2**20
+    save_checkpoint(path, {"w": torch.ones(payload_bytes // 8), "v": torch.ones(payload_bytes // 8), "step": 1})
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded, saved = (int(n) for n in done.stdout.split())
+    assert loaded < 1.4 * payload_bytes and saved < 1.4 * payload_bytes
+    assert load_checkpoint(path)["step"] == 1
+
+
+def test_checkpoints_written_whole_in_memory_still_load(tmp_path):
+    """The streamed writer produces the same bytes the earlier in-memory writer did, and reads its files."""
+    import hashlib
+    import io
+
+    payload = {"w": torch.arange(10.0), "nested": {"k": [1, 2]}, "step": 7}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getvalue()
+    (tmp_path / "old.pt").write_bytes(MAGIC + hashlib.sha256(body).digest() + body)
+    loaded = load_checkpoint(tmp_path / "old.pt")
+    assert torch.equal(loaded["w"], payload["w"]) and loaded["nested"] == payload["nested"] and loaded["step"] == 7
+    save_checkpoint(tmp_path / "new.pt", payload)
+    assert (tmp_path / "new.pt").read_bytes() == (tmp_path / "old.pt").read_bytes()

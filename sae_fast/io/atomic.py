@@ -20,6 +20,7 @@ import socket
 import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def _owner_tag() -> str:
@@ -185,16 +186,22 @@ def atomic_directory(
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file to write (and seek in) that replaces ``path`` only once the block succeeds.
+
+    It is a temporary file in the same directory, fsynced and renamed over ``path`` at the end; on
+    any error it is removed and ``path`` is left as it was. Writers that stream (checkpoints) use
+    it so the whole file never has to sit in memory.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner_tag()}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the file ordinary permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "w+b") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -204,6 +211,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if isinstance(error, OSError):
             raise _naming(error, path) from None
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    with atomic_open(path) as handle:
+        handle.write(data)
 
 
 def atomic_save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
