@@ -187,7 +187,7 @@ Usage = namedtuple("Usage", "total used free")
 
 def test_a_full_disk_is_reported_before_saving_with_the_path(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic.shutil, "disk_usage", lambda _: Usage(10**9, 10**9 - 1000, 1000))
-    sae = BatchTopKSAE(8, 64, 2, seed=0)
+    sae = TopKSAE(8, 64, 2, seed=0)
     with pytest.raises(OSError) as info:
         save_pretrained(sae, tmp_path / "sae")
     assert info.value.errno == errno.ENOSPC and str(tmp_path) in info.value.filename
@@ -201,7 +201,7 @@ def test_a_serialiser_failure_is_an_os_error_naming_the_folder(tmp_path, monkeyp
 
     monkeypatch.setattr(native, "save_file", full)
     with pytest.raises(OSError) as info:
-        save_pretrained(BatchTopKSAE(8, 16, 2, seed=0), tmp_path / "sae")
+        save_pretrained(TopKSAE(8, 16, 2, seed=0), tmp_path / "sae")
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "sae")
 
 
