@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args, int_at_least
+from sae_fast.commands.arguments import add_dataclass_arguments, dataclass_from_args, int_at_least, optional_finite_float
 from sae_fast.commands.models import TINY_MODEL, load_model_by_name
 from sae_fast.config_fields import plain_text
 
@@ -350,7 +350,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
         help_overrides={"checkpoint_dir": "Directory for checkpoint.pt; None (the default) means <--out>/checkpoints "
                                           "(the CLI always checkpoints, so --resume works)."},
     )
-    train.add_argument("--max-norm-ratio", type=float, default=None,
+    train.add_argument("--max-norm-ratio", type=optional_finite_float, default=None,
                        help="drop attention-sink rows whose norm exceeds this multiple of the median norm "
                             "(with --live the median comes from the first forward batch; default: keep all)")
     add_dataclass_arguments(train, ActivationConfig, prefix="act_",
@@ -364,7 +364,7 @@ def build_parser(recipe: str = NO_RECIPE) -> argparse.ArgumentParser:
     evaluation.add_argument("--cache", required=True, help="activation cache (from `sae-fast cache`)")
     evaluation.add_argument("--split", choices=("heldout", "train", "all"), default="heldout",
                             help="rows of the cache to evaluate on (default: %(default)s, never seen by training)")
-    evaluation.add_argument("--max-norm-ratio", type=float, default=None,
+    evaluation.add_argument("--max-norm-ratio", type=optional_finite_float, default=None,
                             help="drop attention-sink rows above this multiple of the median norm (default: keep all)")
     evaluation.add_argument("--max-rows", type=int_at_least(1, optional=True), default=None, help="evaluate on the first N rows only")
     evaluation.add_argument("--ce-sequences", type=int_at_least(0), default=0,

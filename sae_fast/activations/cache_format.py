@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from sae_fast.io.atomic import atomic_write_bytes
+from sae_fast.io.reading import read_json
 
 FORMAT_NAME = "sae_fast.activation_cache"
 FORMAT_VERSION = 1
@@ -53,6 +54,11 @@ FINGERPRINT_ROWS = 1024
 IDENTITY_FIELDS = (
     "model", "hook_name", "seq_len", "first_position", "prepend_bos", "dtype", "d_model",
     "text_source", "requested_sequences", "autocast", "heldout_fraction",
+)
+# Fields every version-1 manifest has had from the start (later ones have LEGACY_DEFAULTS).
+REQUIRED_FIELDS = (
+    "model", "hook_name", "seq_len", "first_position", "prepend_bos", "dtype", "d_model", "rows_per_sequence",
+    "requested_sequences", "capacity_sequences", "text_source", "sequences", "count", "complete",
 )
 # What a manifest written before a field existed meant by its absence.
 LEGACY_DEFAULTS = {"autocast": "none", "heldout_fraction": 0.0, "heldout_sequences": 0, "row_norms": False}
@@ -108,13 +114,19 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not an activation cache: {MANIFEST} is missing")
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); the cache is corrupt, delete it and extract again") from None
+        manifest = read_json(path, what="cache manifest")
+    except ValueError as error:
+        raise ValueError(f"{error}; the cache is corrupt, delete it and extract again") from None
     if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
         raise ValueError(
             f"{path} is not a version-{FORMAT_VERSION} {FORMAT_NAME} manifest "
             f"(format={manifest.get('format')!r}, version={manifest.get('version')!r})"
+        )
+    missing = [name for name in REQUIRED_FIELDS if name not in manifest]
+    if missing:
+        raise ValueError(
+            f"{path} lacks the field(s) {missing} that every {FORMAT_NAME} manifest has; the manifest was edited "
+            "or is corrupt: delete the cache and extract again"
         )
     return manifest
 

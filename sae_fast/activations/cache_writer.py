@@ -18,6 +18,7 @@ cache is only marked ``complete`` once every row is flushed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import time
@@ -52,7 +53,7 @@ from sae_fast.activations.cache_format import (
 from sae_fast.activations.cache_reader import ActivationCacheReader
 from sae_fast.activations.config import ActivationConfig
 from sae_fast.activations.hooks import check_hook_name
-from sae_fast.activations.models import model_d_model, model_label, model_source
+from sae_fast.activations.models import check_fits_context, model_d_model, model_label, model_source
 from sae_fast.activations.sequences import batched
 from sae_fast.activations.stream import activation_rows, config_sequences
 from sae_fast.duration import announce_duration
@@ -160,6 +161,15 @@ def _allocate_files(directory: Path, manifest: dict[str, Any], *, created: bool)
         raise _explain_os_error(error, directory, manifest) from error
 
 
+def _remove_cache_files(directory: Path, manifest: dict[str, Any], *, remove_directory: bool) -> None:
+    """Delete the files a new extraction created (by name), and the directory it created if now empty."""
+    for name in [*expected_file_sizes(manifest), MANIFEST]:
+        (directory / name).unlink(missing_ok=True)
+    if remove_directory:
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only succeeds when empty, so nothing of the user's goes
+
+
 def _check_finite(rows: torch.Tensor, first_row: int, rows_per_sequence: int, first_position: int) -> None:
     bad = (~torch.isfinite(rows)).any(dim=1).nonzero().flatten()
     if bad.numel():
@@ -189,13 +199,16 @@ def extract_activations(
     if not isinstance(config, ActivationConfig):
         raise TypeError(f"config must be an ActivationConfig, got {type(config).__name__}")
     check_hook_name(model, config.hook_name)
+    check_fits_context(model, config.seq_len)
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise ValueError("the model has no tokenizer; pass tokenizer=...")
     directory = Path(directory)
     wanted = _new_manifest(model, texts, config, tokenizer)
 
-    if (directory / MANIFEST).is_file():
+    created = not (directory / MANIFEST).is_file()
+    directory_existed = directory.exists()
+    if not created:
         manifest = read_manifest(directory)
         _check_resumable(directory, manifest, wanted)
         if manifest["complete"]:
@@ -270,8 +283,11 @@ def extract_activations(
         del acts, stored_tokens, norms
 
     if done == 0:
+        if created:  # a preallocated, empty cache would only block the next run on this directory
+            _remove_cache_files(directory, manifest, remove_directory=not directory_existed)
         raise ValueError(
-            f"the text source yielded no complete sequence of {config.seq_len} tokens; nothing was written to {directory}"
+            f"the text source yielded no complete sequence of {config.seq_len} tokens; nothing was written to "
+            f"{directory} (give more or longer texts, or a smaller seq_len)"
         )
     if done < capacity:  # the text ran out: shrink the files to what was written
         manifest = {**manifest, "capacity_sequences": done}

@@ -198,6 +198,31 @@ def model_d_model(model: Any) -> int:
     return d_model
 
 
+def model_context_length(model: Any) -> int | None:
+    """The most positions the model was built for (``n_ctx`` / ``max_position_embeddings``), if it says."""
+    for holder, name in ((getattr(model, "cfg", None), "n_ctx"),
+                         (getattr(getattr(model, "original_model", None), "config", None), "max_position_embeddings"),
+                         (getattr(model, "config", None), "max_position_embeddings")):
+        value = getattr(holder, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def check_fits_context(model: Any, seq_len: int) -> None:
+    """Refuse sequences longer than the model's context before any is built.
+
+    Past its context a model either fails mid-run or (rotary models) silently extrapolates to
+    positions it never saw, and its attention memory grows with the square of the length.
+    """
+    context = model_context_length(model)
+    if context is not None and seq_len > context:
+        raise ValueError(
+            f"seq_len={seq_len} exceeds the model's context of {context} positions ({model_label(model)}); "
+            f"use seq_len <= {context}"
+        )
+
+
 def model_device(model: Any) -> torch.device:
     """Device of the bridge's parameters (where token tensors must go)."""
     try:

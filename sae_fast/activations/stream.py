@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from sae_fast.activations.config import ActivationConfig
 from sae_fast.activations.hooks import capture_activations, check_hook_name
-from sae_fast.activations.models import model_d_model, model_device
+from sae_fast.activations.models import check_fits_context, model_d_model, model_device
 from sae_fast.activations.sequences import batched, token_sequences
 from sae_fast.activations.shuffle import ShuffleBuffer
 
@@ -83,6 +83,7 @@ class ActivationStream:
         if isinstance(texts, str):
             raise TypeError("texts must be an iterable of documents, not a single str; wrap it: TextList([text])")
         check_hook_name(model, config.hook_name)
+        check_fits_context(model, config.seq_len)
         self.model = model
         self.texts = texts
         self.config = config

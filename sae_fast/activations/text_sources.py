@@ -15,12 +15,12 @@ Iteration is deterministic: the same source yields the same documents in the sam
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from sae_fast.validation import import_optional
+from sae_fast.io.reading import parse_json_text
 
 OPENWEBTEXT = "Skylion007/openwebtext"
 
@@ -95,14 +95,19 @@ class LocalTextFiles:
             if path.suffix == ".txt":
                 yield path.read_text(encoding="utf-8", errors="replace")
                 continue
-            with open(path, encoding="utf-8") as handle:
-                for line_number, line in enumerate(handle, 1):
+            # Read as bytes and decode line by line, so a bad byte is reported with its file and line.
+            with open(path, "rb") as handle:
+                for line_number, raw in enumerate(handle, 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError as error:
+                        raise ValueError(
+                            f"{path}:{line_number}: not UTF-8 text (byte {error.start} of the line: {error.reason}); "
+                            "re-encode the file as UTF-8"
+                        ) from None
                     if not line.strip():
                         continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+                    record = parse_json_text(line, f"{path}:{line_number}")
                     if not isinstance(record, dict) or not isinstance(record.get(self.text_field), str):
                         raise ValueError(f"{path}:{line_number}: expected an object with a string field {self.text_field!r}")
                     yield record[self.text_field]

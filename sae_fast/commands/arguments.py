@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -38,6 +39,21 @@ def int_at_least(lower: int, *, optional: bool = False) -> Any:
 
     parse.__name__ = f"int >= {lower}"  # what argparse names in "invalid <type> value"
     return parse
+
+
+def finite_float(text: str) -> float:
+    """A float flag's value; ``inf`` and ``nan`` parse as floats but are never a meaningful setting."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def optional_finite_float(text: str) -> float | None:
+    return None if text.lower() in ("none", "null", "") else finite_float(text)
 
 
 def optional_str(text: str) -> str | None:
@@ -97,10 +113,11 @@ def add_dataclass_arguments(
         elif typing.get_origin(base) is typing.Literal:
             group.add_argument(flag, dest=dest, choices=typing.get_args(base), default=default, help=text)
         elif typing.get_origin(base) is tuple:
-            group.add_argument(flag, dest=dest, type=float, nargs=len(typing.get_args(base)), default=default,
+            group.add_argument(flag, dest=dest, type=finite_float, nargs=len(typing.get_args(base)), default=default,
                                metavar="X", help=text)
         elif base in (int, float, str):
-            kind = {str: optional_str}.get(base, base) if optional else base
+            plain = {float: finite_float}.get(base, base)
+            kind = {float: optional_finite_float, str: optional_str}.get(base, plain) if optional else plain
             if base is int:  # no config count is negative; each config's validate() refuses a zero it cannot use
                 kind = int_at_least(0, optional=optional)
             group.add_argument(flag, dest=dest, type=kind, default=default, help=text)

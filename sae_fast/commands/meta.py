@@ -54,8 +54,8 @@ def cmd_meta(args: argparse.Namespace) -> int:
     from sae_fast.commands.arguments import dataclass_from_args
     from sae_fast.commands.outputs import check_writable, hold_folder_lock, refuse_artefact_path
     from sae_fast.commands.provenance import check_sae_against_sae
-    from sae_fast.io import load_pretrained, save_pretrained
-    from sae_fast.io.atomic import atomic_write_text
+    from sae_fast.io import load_pretrained
+    from sae_fast.io.atomic import atomic_write_text, check_free_space
     from sae_fast.meta import MetaDecomposition, MetaSAEConfig, compare_with_saes, plot_meta_report, train_meta_sae
 
     out = Path(args.out)
@@ -74,9 +74,11 @@ def cmd_meta(args: argparse.Namespace) -> int:
     if n_meta is None:
         n_meta = max(args.k, round(sae.d_sae / PAPER_LATENTS_PER_META_LATENT))
     config = dataclass_from_args(MetaSAEConfig, args, n_meta_latents=n_meta)
+    # Refuse a disk that cannot hold the result before training, not after (float32: 4 bytes a number).
+    check_free_space(out, 4 * (2 * sae.d_in * n_meta + n_meta + sae.d_in) + 2**20, f"the meta-SAE in {out}")
     meta = train_meta_sae(sae, config)
-    save_pretrained(meta.meta_sae, out / META_SAE_FOLDER,
-                    metadata={"workflow": "meta_sae", "decomposed_sae": str(args.sae)})
+    save_keeping_work(meta.meta_sae, out / META_SAE_FOLDER,
+                      metadata={"workflow": "meta_sae", "decomposed_sae": str(args.sae)})
 
     decomposition = MetaDecomposition(meta.meta_sae, meta.rows)
     counts = decomposition.meta_latent_counts()
@@ -96,3 +98,22 @@ def cmd_meta(args: argparse.Namespace) -> int:
     print(f"meta-SAE of {args.sae}: {sae.d_sae} latents -> {n_meta} meta-latents (k={config.k}), "
           f"{meta.fraction_variance_explained:.4f} of the decoder rows' variance explained; wrote {out}")
     return 0
+
+
+def save_keeping_work(sae, folder: Path, metadata: dict) -> None:
+    """``save_pretrained(sae, folder)``; if that fails (disk full), save into the system's temporary
+    folder instead (often another disk) and say where, so the trained work is never lost."""
+    import tempfile
+
+    from sae_fast.io import save_pretrained
+
+    try:
+        save_pretrained(sae, folder, metadata=metadata)
+    except OSError as error:
+        rescue = Path(tempfile.mkdtemp(prefix="sae-fast-meta-")) / folder.name
+        try:
+            save_pretrained(sae, rescue, metadata=metadata)
+        except OSError:
+            raise error from None
+        raise OSError(error.errno, f"{error.strerror}; the trained meta-SAE was saved to {rescue} instead: move "
+                      f"it to {folder} once there is room", error.filename) from None

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from sae_fast.io.building import build_sae, fold_input_centering
-from sae_fast.io.reading import check_shape, read_npz, require_keys
+from sae_fast.io.reading import check_shape, npz_shapes, read_npz, require_keys, require_shapes
 from sae_fast.sae import JumpReLUSAE, SparseAutoencoder
 
 PARAMS_FILENAME = "params.npz"
@@ -49,20 +49,22 @@ def load_gemma_scope(
     path: Path, *, device: torch.device | str | None, dtype: torch.dtype | None
 ) -> SparseAutoencoder:
     """A :class:`JumpReLUSAE` computing exactly what the Gemma Scope ``params.npz`` at ``path`` computes."""
-    arrays = read_npz(path)
-    arrays = {("W_" + name[2:] if name.startswith("w_") else name): array for name, array in arrays.items()}
+    # Every check that needs only shapes runs on the npy headers, before any array is read.
+    shapes = {_canonical(name): shape for name, shape in npz_shapes(path).items()}
     fix = f"a Gemma Scope {PARAMS_FILENAME} holds {list(KEYS)}; re-download it"
-    require_keys(arrays, KEYS, path, fix)
-    unexpected = sorted(set(arrays) - set(KEYS))
+    require_keys(shapes, KEYS, path, fix)
+    unexpected = sorted(set(shapes) - set(KEYS))
     if unexpected:
         raise ValueError(f"{path} holds arrays {unexpected} that a Gemma Scope JumpReLU SAE does not have; {fix}")
-    if arrays["W_enc"].dim() != 2:
-        shape = tuple(arrays["W_enc"].shape)
-        raise ValueError(f"array 'W_enc' in {path} must be a matrix [d_in, d_sae], got shape {shape}")
-    d_in, d_sae = arrays["W_enc"].shape
+    if len(shapes["W_enc"]) != 2:
+        raise ValueError(f"array 'W_enc' in {path} must be a matrix [d_in, d_sae], got shape {shapes['W_enc']}")
+    d_in, d_sae = shapes["W_enc"]
     why = f"d_in={d_in}, d_sae={d_sae} from W_enc"
-    expected = {"W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,), "threshold": (d_sae,)}
-    for key, shape in {"W_enc": (d_in, d_sae), **expected}.items():
+    expected = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,), "threshold": (d_sae,)}
+    require_shapes(shapes, expected, path, why)
+
+    arrays = {_canonical(name): array for name, array in read_npz(path).items()}
+    for key, shape in expected.items():
         check_shape(arrays, key, shape, path, why)
 
     target = dtype or arrays["W_enc"].dtype
@@ -76,3 +78,8 @@ def load_gemma_scope(
     }
     sae = build_sae(JumpReLUSAE, state, device=device, dtype=target, source=str(path))
     return sae.set_metadata(**release_metadata(path))
+
+
+def _canonical(name: str) -> str:
+    """Some copies spell the matrices ``w_enc``/``w_dec``."""
+    return "W_" + name[2:] if name.startswith("w_") else name

@@ -13,19 +13,22 @@ from SAELens. Two additions restore the sae_fast module exactly, and SAELens ign
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import Tensor
 
 from sae_fast.io.atomic import atomic_directory
 from sae_fast.io.building import dtype_name, load_state
-from sae_fast.io.reading import read_safetensors
+from sae_fast.io.reading import config_int, read_safetensors, require_keys, require_shapes, safetensors_shapes
 from sae_fast.io.saelens import CONFIG_FILENAME, SPARSITY_FILENAME, WEIGHTS_FILENAME, saelens_files
 from sae_fast.io.saelens import _SAELENS_ARCHITECTURE as SAELENS_ARCHITECTURE
 from sae_fast.sae import BatchTopKSAE, SparseAutoencoder
@@ -76,11 +79,22 @@ def save_pretrained(
         or not torch.equal(weights[name], tensor)
     }
     directory = Path(directory)
-    with atomic_directory(directory, SAVE_FILENAMES) as staging:
-        save_file(weights, str(staging / WEIGHTS_FILENAME))
-        save_file(extra, str(staging / STATE_FILENAME))
+    needed = sum(t.numel() * t.element_size() for t in (*weights.values(), *extra.values())) + len(cfg_text)
+    with atomic_directory(directory, SAVE_FILENAMES, needed_bytes=needed + 2**16) as staging:
+        _save_tensors(weights, staging / WEIGHTS_FILENAME, directory)
+        _save_tensors(extra, staging / STATE_FILENAME, directory)
         (staging / CONFIG_FILENAME).write_text(cfg_text, encoding="utf-8")
     return directory
+
+
+def _save_tensors(tensors: dict[str, Tensor], path: Path, directory: Path) -> None:
+    """``save_file`` whose I/O failures are ``OSError``s naming the save (safetensors reports them as its own)."""
+    try:
+        save_file(tensors, str(path))
+    except SafetensorError as error:
+        code = re.search(r"code: (\d+)", str(error))
+        number = int(code.group(1)) if code else errno.EIO
+        raise OSError(number, f"{os.strerror(number)} (while writing {path.name})", str(directory)) from None
 
 
 def is_native(cfg: Mapping[str, Any]) -> bool:
@@ -111,12 +125,13 @@ def load_native(
     state_path = directory / STATE_FILENAME
     if not state_path.exists() and config.get("normalize_activations") == "expected_average_only_in":
         config["normalize_activations"] = "none"  # only the SAELens files are left, with the scale folded in
+    weights_path = directory / WEIGHTS_FILENAME
+    _check_sizes_against_header(config, weights_path, cfg_path)
     try:
         sae = SparseAutoencoder.from_config_dict(config, device=device)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{cfg_path}: cannot rebuild the SAE from its 'sae_fast' config: {error}") from None
 
-    weights_path = directory / WEIGHTS_FILENAME
     tensors = read_safetensors(weights_path)
     extra = read_safetensors(state_path) if state_path.exists() else None
     if isinstance(sae, BatchTopKSAE) and "threshold" in tensors:
@@ -130,6 +145,19 @@ def load_native(
     _check_complete(sae, tensors, source, have_state=extra is not None)
     load_state(sae, tensors, source)
     return sae.eval()
+
+
+def _check_sizes_against_header(config: Mapping[str, Any], weights_path: Path, cfg_path: Path) -> None:
+    """The config's ``d_in``/``d_sae`` are what the weights file holds, checked before the SAE is built.
+
+    Building allocates ``d_in * d_sae`` parameters from the config alone, so a small ``cfg.json``
+    declaring a huge SAE would exhaust memory before the weights could contradict it.
+    """
+    d_in, d_sae = config_int(config, "d_in", cfg_path), config_int(config, "d_sae", cfg_path)
+    shapes = safetensors_shapes(weights_path)
+    why = f"d_in={d_in}, d_sae={d_sae} from {cfg_path.name}"
+    require_keys(shapes, ("W_enc", "W_dec"), weights_path, "the save is incomplete, re-save the SAE")
+    require_shapes(shapes, {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in)}, weights_path, why)
 
 
 def _check_agrees_with_saelens_keys(cfg: Mapping[str, Any], config: Mapping[str, Any], cfg_path: Path) -> None:

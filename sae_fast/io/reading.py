@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
@@ -27,21 +27,44 @@ def require_file(path: Path, what: str, fix: str) -> Path:
     return path
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``."""
+MAX_JSON_BYTES = 64 * 2**20
+"""Largest JSON file read (configs and manifests are kilobytes; a bigger one is not one of ours)."""
+
+
+def parse_json_text(text: str, where: str) -> Any:
+    """``json.loads(text)`` with errors naming ``where`` (a file, or ``file:line``).
+
+    Deep nesting exhausts the parser's recursion, which Python reports as a bare ``RecursionError``;
+    no config or manifest nests more than a few levels, so it is refused like any malformed JSON.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"config file not found: {path}") from None
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text ({error}); the config file is corrupt, re-save it") from None
-    try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(
-            f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
+            f"{where} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); "
             "the file is truncated or corrupt, re-save or re-download it"
         ) from None
+    except RecursionError:
+        raise ValueError(f"{where} nests JSON too deeply to be a config or manifest; the file is corrupt") from None
+
+
+def read_json(path: Path, what: str = "config file") -> dict[str, Any]:
+    """A JSON object from ``path`` (``what`` names the file in errors)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise ValueError(
+                f"{path} is {size / 2**20:.0f} MiB, too large for a {what} (at most {MAX_JSON_BYTES // 2**20} MiB); "
+                "check the path"
+            )
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error}); the {what} is corrupt, re-save it") from None
+    except OSError as error:
+        raise OSError(error.errno, f"cannot read the {what} {path}: {error.strerror or error}", str(path)) from None
+    data = parse_json_text(text, str(path))
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object, found a {type(data).__name__}")
     return data
@@ -59,6 +82,89 @@ def read_safetensors(path: Path) -> dict[str, Tensor]:
         ) from None
 
 
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in a safetensors file, from its header alone (no tensor is read).
+
+    Loaders compare these with the sizes a config declares *before* building anything, so a tiny
+    config that declares a huge SAE is refused without allocating it.
+    """
+    require_file(path, "weights file", "check the path, or re-save the SAE")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"cannot read {path} as safetensors ({error}); the file is truncated or corrupt, "
+            "re-save or re-download it"
+        ) from None
+
+
+# Deflate cannot compress better than about 1032:1, so a member claiming more is lying about its size.
+_DEFLATE_MAX_RATIO = 1032
+
+
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every array in an ``.npz`` archive, from the npy headers alone (no array is read).
+
+    Each header is checked against the zip entry's uncompressed size, and that size against the
+    compressed one, so an archive whose headers declare more data than it holds (a decompression
+    bomb, or a tiny file declaring a huge array) is refused before numpy allocates the array.
+    """
+    require_file(path, "weights file", "check the path, or re-download the SAE")
+    fix = "the file is truncated or corrupt (or crafted); re-download it"
+    shapes: dict[str, tuple[int, ...]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                name = info.filename.removesuffix(".npy")
+                if info.compress_type == zipfile.ZIP_STORED:
+                    plausible = info.file_size == info.compress_size
+                else:
+                    plausible = info.file_size <= _DEFLATE_MAX_RATIO * info.compress_size + 1024
+                if not plausible:
+                    raise ValueError(
+                        f"array {name!r} in {path} claims {info.file_size} bytes from {info.compress_size} "
+                        f"compressed ones, more than compression allows; {fix}"
+                    )
+                with archive.open(info) as member:
+                    try:
+                        version = np.lib.format.read_magic(member)
+                        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0)
+                        shape, _, dtype = read_header(member)
+                    except ValueError as error:
+                        raise ValueError(f"array {name!r} in {path} has no valid npy header ({error}); {fix}") from None
+                    header_bytes = member.tell()
+                if dtype.hasobject:
+                    raise ValueError(f"array {name!r} in {path} holds Python objects; SAE weights are numbers")
+                declared = header_bytes + int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if declared != info.file_size:
+                    raise ValueError(
+                        f"array {name!r} in {path} declares shape {tuple(shape)} of {dtype} ({declared} bytes) but "
+                        f"its entry holds {info.file_size} bytes; {fix}"
+                    )
+                shapes[name] = tuple(int(n) for n in shape)
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise ValueError(f"cannot read {path} as a numpy .npz archive ({error}); {fix}") from None
+    return shapes
+
+
+def require_shapes(
+    shapes: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]], path: Path, why: str
+) -> None:
+    """Each tensor named in ``expected`` that ``shapes`` (a file's header) lists has the expected shape.
+
+    Run before anything is built or read, so sizes declared by a config are checked against what the
+    weights file really holds while it is still cheap to refuse.
+    """
+    for key, shape in expected.items():
+        if key in shapes and tuple(shapes[key]) != tuple(shape):
+            raise ValueError(
+                f"tensor {key!r} in {path} has shape {tuple(shapes[key])}, expected {tuple(shape)} ({why}); "
+                "the weights do not match the config: re-save the SAE, or fix the config's sizes"
+            )
+
+
 def read_npz(path: Path) -> dict[str, Tensor]:
     """Every array of an ``.npz`` archive, as CPU tensors (pickled objects are refused)."""
     require_file(path, "weights file", "check the path, or re-download the SAE")
@@ -72,7 +178,7 @@ def read_npz(path: Path) -> dict[str, Tensor]:
         ) from None
 
 
-def require_keys(tensors: Mapping[str, Tensor], keys: Iterable[str], path: Path, fix: str) -> None:
+def require_keys(tensors: Mapping[str, object], keys: Iterable[str], path: Path, fix: str) -> None:
     """Every key in ``keys`` is present in ``tensors`` (read from ``path``)."""
     missing = [key for key in keys if key not in tensors]
     if missing:

@@ -214,15 +214,32 @@ def _html_card(card: LatentCard) -> str:
     return "".join(parts)
 
 
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]#|~!"})
+
+
+def _markdown_text(text: str) -> str:
+    """``text`` as literal Markdown: no tag, link, emphasis or table cell can come from the data.
+
+    Renderers pass raw HTML through, so it is escaped as the HTML page does; Markdown's own
+    punctuation is backslash-escaped; a newline would end the list item, so it is shown as ↵.
+    """
+    return html.escape(text, quote=False).translate(_MARKDOWN_SPECIAL).replace("\n", "\u21b5")
+
+
+def _markdown_context(context: TokenContext) -> str:
+    tokens = [_markdown_text(token) for token in context.tokens]
+    tokens[context.position] = f"**{tokens[context.position]}**"
+    return "".join(tokens)
+
+
 def _markdown_card(card: LatentCard) -> str:
-    lines = [f"### {card.title}", ""]
+    lines = [f"### {_markdown_text(card.title)}", ""]
     if card.explanation:
-        lines += [f"*{card.explanation}*", ""]
+        lines += [f"*{_markdown_text(card.explanation)}*", ""]
     if card.members:
         lines += ["used most by: " + ", ".join(f"latent {l} ({w:.3f})" for l, w in card.members), ""]
     for context in card.contexts:
-        text = context.text(("**", "**")).replace("\n", "\u21b5").replace("|", "\\|")
-        lines.append(f"- `{context.activation:.3f}` {text}")
+        lines.append(f"- `{context.activation:.3f}` {_markdown_context(context)}")
     return "\n".join(lines + [""])
 
 
@@ -238,10 +255,10 @@ def write_context_page(
         "mark{background:#8f8}li{margin:.2em 0}.act{color:#666;font-size:.8em}"
     )
     body = [f"<h1>{html.escape(title)}</h1>"]
-    markdown = [f"# {title}", ""]
+    markdown = [f"# {_markdown_text(title)}", ""]
     for name, cards in sections.items():
         body.append(f"<h2>{html.escape(name)}</h2>" + "".join(_html_card(c) for c in cards))
-        markdown += [f"## {name}", ""] + [_markdown_card(c) for c in cards]
+        markdown += [f"## {_markdown_text(name)}", ""] + [_markdown_card(c) for c in cards]
     page = (
         f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"

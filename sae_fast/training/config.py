@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -104,13 +105,13 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.total_tokens must be an int >= 1 or None, got {self.total_tokens!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"TrainConfig.seed must be an int >= 0, got {self.seed!r}")
-        if not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+        if not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            raise ValueError(f"TrainConfig.lr must be a finite number > 0, got {self.lr!r}")
         betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else ()
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
-        if not self.eps > 0:
-            raise ValueError(f"TrainConfig.eps must be > 0, got {self.eps!r}")
+        if not isinstance(self.eps, (int, float)) or not 0 < self.eps < math.inf:
+            raise ValueError(f"TrainConfig.eps must be a finite number > 0, got {self.eps!r}")
         if self.batch_size % self.micro_batches:
             raise ValueError(
                 f"TrainConfig.batch_size={self.batch_size} must be divisible by micro_batches={self.micro_batches}"
