@@ -107,17 +107,19 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     from sae_fast.activations import ActivationConfig, extract_activations, text_source_from_spec
 
-    config = dataclass_from_args(ActivationConfig, args)
+    from sae_fast.activations.models import check_fits_context
     from sae_fast.commands.outputs import hold_folder_lock, refuse_artefact_path
 
+    config = dataclass_from_args(ActivationConfig, args)
     refuse_artefact_path(args.out, own="cache")
-    hold_folder_lock(args, args.out)
     texts = text_source_from_spec(args.texts, seed=config.seed)
     if config.seed and not hasattr(texts, "seed"):
         _warn(f"--seed {config.seed} does not change which text {args.texts!r} yields (it is always read in its "
               "own order), so this cache holds the same sequences as seed 0; held-out rows come from "
               "--heldout-fraction, not from another seed")
     model = load_model_by_name(args.model, args.device)
+    check_fits_context(model, config.seq_len)  # a refused --seq-len leaves no folder behind
+    hold_folder_lock(args, args.out)
     try:
         reader = extract_activations(model, texts, args.out, config, progress=args.progress)
     except OSError as error:

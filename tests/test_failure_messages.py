@@ -128,10 +128,11 @@ def test_train_config_refuses_non_finite_values(field, value):
 @pytest.mark.parametrize("batches", ["0", "-2"])
 def test_recalibrate_batches_is_checked_before_training(tmp_path, cache, batches, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--cache", str(cache), "--sae", "a=batchtopk:d_sae=16,k=2", "--out", str(out),
-                 "--batch-size", "32", "--total-tokens", "64", "--no-progress", "--recalibrate-batches", batches])
-    assert code == 2
-    assert "--recalibrate-batches must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused when the command line is parsed
+        main(["train", "--cache", str(cache), "--sae", "a=batchtopk:d_sae=16,k=2", "--out", str(out),
+              "--batch-size", "32", "--total-tokens", "64", "--no-progress", "--recalibrate-batches", batches])
+    assert exit_info.value.code == 2
+    assert "argument --recalibrate-batches: must be an integer >= 1" in capsys.readouterr().err
     assert not (out / "checkpoints").exists() and not (out / "metrics.jsonl").exists()
 
 
