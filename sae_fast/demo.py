@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from sae_fast.commands.arguments import HelpFormatter
+from sae_fast.commands.arguments import HelpFormatter, finite_float, int_at_least
 from sae_fast.sae import BatchTopKSAE
 
 
@@ -188,28 +188,40 @@ def run_smollm2(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--synthetic", action="store_true", help="run the small synthetic-data demo instead")
-    parser.add_argument("--steps", type=int, default=300, help="--synthetic: training steps")
+    parser.add_argument("--steps", type=int_at_least(1), default=300, help="--synthetic: training steps")
     parser.add_argument("--out", default="outputs/demo", help="output directory (git-ignored)")
-    parser.add_argument("--layer", type=int, default=15, help="residual stream layer (SmolLM2 has 30)")
-    parser.add_argument("--train-tokens", type=int, default=200_000, help="distinct cached training tokens")
-    parser.add_argument("--heldout-sequences", type=int, default=96, help="held-out sequences (127 tokens each)")
-    parser.add_argument("--ce-sequences", type=int, default=16, help="held-out sequences for CE degradation")
-    parser.add_argument("--d-sae", type=int, default=3072, help="latents of both SAEs")
-    parser.add_argument("--k", type=int, default=32, help="active latents per token (BatchTopK: batch average)")
-    parser.add_argument("--epochs", type=int, default=2, help="passes over the cached training tokens")
-    parser.add_argument("--batch-size", type=int, default=2048, help="activations per step")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper: 3e-4 for 1e9 tokens)")
-    parser.add_argument("--dead-tokens", type=int, default=100_000,
+    parser.add_argument("--layer", type=int_at_least(0), default=15, help="residual stream layer (SmolLM2 has 30)")
+    parser.add_argument("--train-tokens", type=int_at_least(1), default=200_000, help="distinct cached training tokens")
+    parser.add_argument("--heldout-sequences", type=int_at_least(1), default=96, help="held-out sequences (127 tokens each)")
+    parser.add_argument("--ce-sequences", type=int_at_least(1), default=16, help="held-out sequences for CE degradation")
+    parser.add_argument("--d-sae", type=int_at_least(1), default=3072, help="latents of both SAEs")
+    parser.add_argument("--k", type=int_at_least(1), default=32, help="active latents per token (BatchTopK: batch average)")
+    parser.add_argument("--epochs", type=int_at_least(1), default=2, help="passes over the cached training tokens")
+    parser.add_argument("--batch-size", type=int_at_least(1), default=2048, help="activations per step")
+    parser.add_argument("--lr", type=finite_float, default=1e-3, help="Adam learning rate (paper: 3e-4 for 1e9 tokens)")
+    parser.add_argument("--dead-tokens", type=int_at_least(1), default=100_000,
                         help="a latent is dead after this many training tokens without firing (aux loss)")
-    parser.add_argument("--log-every", type=int, default=5, help="training steps between logged metrics")
-    parser.add_argument("--checkpoint-every", type=int, default=100, help="training steps between checkpoints")
-    parser.add_argument("--theta-batches", type=int, default=8,
+    parser.add_argument("--log-every", type=int_at_least(1), default=5, help="training steps between logged metrics")
+    parser.add_argument("--checkpoint-every", type=int_at_least(1), default=100, help="training steps between checkpoints")
+    parser.add_argument("--theta-batches", type=int_at_least(1), default=8,
                         help="training batches used to re-estimate BatchTopK's theta after training")
-    parser.add_argument("--seed", type=int, default=0, help="seed of text order, shuffling and SAE init")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="seed of text order, shuffling and SAE init")
     args = parser.parse_args(argv)
     if args.synthetic:
         run_synthetic(steps=args.steps)
-    else:
+        return
+    from sae_fast.commands.outputs import RUN_RESULT, refuse_artefact_path
+    from sae_fast.io.folder_lock import folder_lock
+
+    # The demo's folder holds a cache, SAEs and a checkpoint of its own, so a rerun may write there; any
+    # other artefact (a cache, an SAE, a `sae-fast train` run) is refused, and one demo writes at a time.
+    if (Path(args.out) / RUN_RESULT).is_file():
+        parser.error(f"--out {args.out} is a `sae-fast train` run's folder; give the demo its own folder")
+    try:
+        refuse_artefact_path(args.out, own="run")
+    except ValueError as error:
+        parser.error(str(error))
+    with folder_lock(args.out, "python -m sae_fast.demo"):
         run_smollm2(args)
 
 

@@ -409,3 +409,39 @@ def test_example_scripts_refuse_an_out_inside_an_artefact(artefacts, monkeypatch
     with pytest.raises(ValueError, match="writing there would change it"):
         runpy.run_path(str(ROOT / "examples" / script), run_name="__main__")
     assert _snapshot(artefacts["cache"]) == before
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("cache", "is an activation cache"), ("run/a", "is a saved SAE folder"), ("run", "a `sae-fast train` run's folder"),
+    ("cache/demo", "is inside"),
+])
+def test_the_demo_refuses_an_out_that_is_another_artefact(artefacts, capsys, target, expected):
+    from sae_fast import demo
+
+    before = _snapshot(artefacts["cache"], artefacts["run"])
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--out", str(artefacts["root"] / target)])
+    assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+    assert _snapshot(artefacts["cache"], artefacts["run"]) == before
+
+
+def test_a_second_demo_in_one_folder_fails_at_once(tmp_path, capsys):
+    from sae_fast import demo
+    from sae_fast.io.folder_lock import FolderBusyError
+
+    holder = _hold_lock(tmp_path / "demo")
+    try:
+        with pytest.raises(FolderBusyError, match="another process"):
+            demo.main(["--out", str(tmp_path / "demo")])
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("flag, value", [("--train-tokens", "-1"), ("--k", "0"), ("--epochs", "0"), ("--lr", "inf")])
+def test_the_demo_range_checks_its_numbers(capsys, flag, value):
+    from sae_fast import demo
+
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main([flag, value])
+    assert exit_info.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
