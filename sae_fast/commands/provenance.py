@@ -17,8 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sae_fast.io.reading import read_json
-from sae_fast.io.saelens import CONFIG_FILENAME
+from sae_fast.io.provenance import recorded_metadata
 
 ALLOW_FLAG = "--allow-other-activations"
 
@@ -26,22 +25,6 @@ ALLOW_FLAG = "--allow-other-activations"
 def add_provenance_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(ALLOW_FLAG, action="store_true",
                         help="use SAEs on activations of another model or hook than they record (refused otherwise)")
-
-
-def sae_metadata(path: str | Path) -> dict[str, Any]:
-    """The ``metadata`` of an SAE folder's config (SAELens keeps ``model_name``/``hook_name`` there or at the
-    top level); empty when the SAE has no such config."""
-    from sae_fast.io.hub import resolve_sae_folder  # a published SAE (RELEASE:ID, hf://...) is read from its download
-
-    folder = resolve_sae_folder(path)
-    config_path = (folder.parent if folder.is_file() else folder) / CONFIG_FILENAME
-    if not config_path.is_file():
-        return {}
-    config = read_json(config_path)
-    if not isinstance(config, dict):
-        return {}
-    metadata = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
-    return {**{k: config[k] for k in ("model_name", "hook_name") if isinstance(config.get(k), str)}, **metadata}
 
 
 def _recorded(metadata: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -58,7 +41,7 @@ def cache_provenance(manifest: dict[str, Any]) -> tuple[set[str], str]:
 def check_provenance(sae_path: str | Path, models: set[str], hook: str, against: str, allow: bool) -> None:
     """Refuse (or with ``allow`` warn) when the SAE at ``sae_path`` records another model or hook than
     ``models``/``hook`` of ``against`` (a cache or another SAE); warn when it records neither."""
-    model, sae_hook = _recorded(sae_metadata(sae_path))
+    model, sae_hook = _recorded(recorded_metadata(sae_path))
     if model is None and sae_hook is None:
         print(f"warning: {sae_path} does not record the model and hook it was trained on, so nothing checks "
               f"that {against} holds the right activations", file=sys.stderr, flush=True)
@@ -84,7 +67,7 @@ def check_sae_against_cache(sae_path: str | Path, manifest: dict[str, Any], cach
 
 
 def check_sae_against_sae(sae_path: str | Path, other: str | Path, allow: bool) -> None:
-    model, hook = _recorded(sae_metadata(other))
+    model, hook = _recorded(recorded_metadata(other))
     check_provenance(sae_path, {model} if model else set(), hook or "", f"the SAE {other}", allow)
 
 
@@ -94,7 +77,7 @@ def overlapping_training_rows(sae_path: str | Path, reader: Any) -> int:
     A cache's training split is its first ``count`` rows, so an SAE trained on a cache with the same
     content fingerprint saw every row before that bound, whatever split the reader now serves.
     """
-    identity = sae_metadata(sae_path).get("activation_cache_identity")
+    identity = recorded_metadata(sae_path).get("activation_cache_identity")
     if not isinstance(identity, dict) or identity.get("split") != "train" or not isinstance(identity.get("count"), int):
         return 0
     if identity.get("fingerprint") != reader.fingerprint:
