@@ -17,7 +17,7 @@ def tiny_config(out, milestones=(8, 16)):
     return ReproduceConfig(
         out=str(out), model="tiny-random", hook_name="blocks.1.hook_resid_post", seq_len=32, train_tokens=3000,
         heldout_tokens=600, eval_tokens=600, k=4, small=24, medium=48, large=96, batch_size=128,
-        milestones=milestones, meta_epochs=20, ce_sequences=2, progress=False,
+        milestones=milestones, meta_epochs=20, ce_sequences=2, progress=False, distinct_rows=1024,
     )
 
 

@@ -18,11 +18,13 @@ def load_family(config: ReproduceConfig, folder: Path) -> dict[str, Any]:
     return {spec.name: load_pretrained(folder / spec.name) for spec in config.family}
 
 
-def family_names(config: ReproduceConfig) -> dict[str, str]:
+def family_names(config: ReproduceConfig, family: str = "batchtopk") -> dict[str, str]:
+    """The roles of one stitching family's members, plus section 6's other architectures (of the medium size)."""
     s, m, l = config.small, config.medium, config.large
-    return {"small": f"batchtopk_{s}_s0", "small_other": f"batchtopk_{s}_s1", "medium": f"batchtopk_{m}_s0",
-            "medium_other": f"batchtopk_{m}_s1", "large": f"batchtopk_{l}_s0", "topk": f"topk_{m}_s0",
-            "jumprelu": f"jumprelu_{m}_s0"}
+    return {"small": f"{family}_{s}_s0", "small_other": f"{family}_{s}_s1", "medium": f"{family}_{m}_s0",
+            "medium_other": f"{family}_{m}_s1", "large": f"{family}_{l}_s0", "batchtopk": f"batchtopk_{m}_s0",
+            "relu": f"relu_{m}_s0", "topk": f"topk_{m}_s0", "jumprelu": f"jumprelu_{m}_s0",
+            "jumprelu_sweep": f"jumprelu_{m}_sweep_s0"}
 
 
 @torch.no_grad()
@@ -45,37 +47,70 @@ def decoder_cos_to_init(config: ReproduceConfig, name: str, sae: Any) -> float:
     return float(cos.median())
 
 
-def convergence_point(config: ReproduceConfig, saes: dict[str, Any], x: torch.Tensor) -> dict[str, float]:
-    """Every stitching statistic of one snapshot (one column of the convergence study)."""
+def pair_statistics(small: Any, medium: Any, x: torch.Tensor, threshold: float) -> dict[str, float]:
+    """The stitching statistics of one (small, larger) pair that need no second seed."""
     from sae_fast.evaluation import evaluate
-    from sae_fast.stitching import classify_latents, reconstruction_fraction
+    from sae_fast.stitching import classify_latents
 
-    n = family_names(config)
-    small, medium = saes[n["small"]], saes[n["medium"]]
     evaluation = evaluate(medium, x)
     return {
-        "novel_fraction": classify_latents(small, medium, config.threshold).novel_fraction,
+        "novel_fraction": classify_latents(small, medium, threshold).novel_fraction,
+        "add_novel_mse_change": add_novel_relative_mse_change(small, medium, x, threshold),
+        "heldout_nmse_medium": evaluation.nmse,
+        "heldout_normalized_mse_medium": evaluation.normalized_mse,
+        "heldout_l0_small": evaluate(small, x).mean_l0,
+        "heldout_l0_medium": evaluation.mean_l0,
+    }
+
+
+def convergence_point(config: ReproduceConfig, saes: dict[str, Any], x: torch.Tensor, family: str
+                      ) -> dict[str, float]:
+    """Every stitching statistic of one family at one snapshot (one column of its convergence study)."""
+    from sae_fast.evaluation import evaluate
+    from sae_fast.stitching import reconstruction_fraction
+
+    n = family_names(config, family)
+    small, medium = saes[n["small"]], saes[n["medium"]]
+    return {
+        **pair_statistics(small, medium, x, config.threshold),
         "same_size_reconstruction_fraction_small": reconstruction_fraction(
             saes[n["small_other"]], small, config.threshold),
         "same_size_reconstruction_fraction_medium": reconstruction_fraction(
             saes[n["medium_other"]], medium, config.threshold),
-        "add_novel_mse_change": add_novel_relative_mse_change(small, medium, x, config.threshold),
-        "heldout_nmse_medium": evaluation.nmse,
-        "heldout_normalized_mse_medium": evaluation.normalized_mse,
+        "heldout_l0_large": evaluate(saes[n["large"]], x).mean_l0,
         "decoder_cos_to_init_medium": decoder_cos_to_init(config, n["medium"], medium),
     }
 
 
-def stitching_analyses(config: ReproduceConfig, saes: dict[str, Any], x: torch.Tensor, out: Path) -> dict[str, Any]:
-    """Figs. 4, 5, 10, 11, 14, 16, 18, 19 on the final snapshot."""
+def distinct_tokens_study(config: ReproduceConfig, subset: Path, full: Path, train_rows: int, x: torch.Tensor
+                          ) -> dict[str, Any]:
+    """The same SAEs after the same steps, trained on ``distinct_rows`` distinct tokens against all of them."""
+    from sae_fast.io import load_pretrained
+
+    n = family_names(config, "relu")
+    measured = {}
+    for label, folder in (("subset", subset), ("full", full)):
+        small, medium = (load_pretrained(folder / n[key]) for key in ("small", "medium"))
+        measured[label] = pair_statistics(small, medium, x, config.threshold)
+    step = config.milestones[0]
+    return {"step": step, "tokens_seen": step * config.batch_size,
+            "distinct_rows": {"subset": config.distinct_rows, "full": train_rows},
+            "passes": {"subset": step * config.batch_size / config.distinct_rows,
+                       "full": step * config.batch_size / train_rows},
+            **measured}
+
+
+def stitching_analyses(config: ReproduceConfig, saes: dict[str, Any], x: torch.Tensor, out: Path, family: str
+                       ) -> dict[str, Any]:
+    """Figs. 4, 5, 10, 11, 14, 16, 18, 19 on one family's final snapshot."""
     from sae_fast.stitching import reconstruction_fraction_matrix
     from sae_fast.stitching.figures import plot_reconstruction_fraction
 
-    n = family_names(config)
+    n = family_names(config, family)
     pairs = stitching_pairs([(saes[n["small"]], saes[n["medium"]]), (saes[n["medium"]], saes[n["large"]])], x,
                             config.threshold, config.seed, out)
-    btk = [name for name in saes if name.startswith("batchtopk")]
-    matrix = reconstruction_fraction_matrix([saes[name] for name in btk], btk, config.threshold)
+    members = [spec.name for spec in config.stitching_family(family)]
+    matrix = reconstruction_fraction_matrix([saes[name] for name in members], members, config.threshold)
     plot_reconstruction_fraction(matrix, out)
     return {**pairs, "reconstruction_fraction_matrix": {"labels": matrix.labels, "fraction": matrix.fraction.tolist()}}
 
@@ -117,7 +152,8 @@ def stitching_pairs(pairs: list[tuple[Any, Any]], x: torch.Tensor, threshold: fl
 
 def architecture_comparison(config: ReproduceConfig, saes: dict[str, Any], x: torch.Tensor, reader: Any,
                             out: Path) -> dict[str, Any]:
-    """Section 6 (Figs. 7-9 at k=32): BatchTopK, TopK and JumpReLU of one size on held-out tokens, with CE."""
+    """Section 6 (Figs. 7-9 at k=32): BatchTopK, TopK and JumpReLU (the paper's penalty and a second one) of one
+    size on held-out tokens, with CE; the ReLU/L1 SAE of that size beside them."""
     from dataclasses import replace
 
     from sae_fast.evaluation import EvalConfig, evaluate
@@ -133,7 +169,7 @@ def architecture_comparison(config: ReproduceConfig, saes: dict[str, Any], x: to
     eval_config = EvalConfig(model=model, tokens=tokens, hook_name=config.hook_name,
                              first_position=reader.first_position) if model is not None else EvalConfig()
     results = {}
-    for label in ("medium", "topk", "jumprelu"):
+    for label in ("batchtopk", "topk", "jumprelu", "jumprelu_sweep", "relu"):
         name = n[label]
         result = evaluate(saes[name], x, eval_config)
         if model is not None:  # the clean and ablated losses do not depend on the SAE: measure them once
@@ -141,7 +177,12 @@ def architecture_comparison(config: ReproduceConfig, saes: dict[str, Any], x: to
         results[name] = result
     _plot_l0_histograms(results, out / "fig9_l0_histograms.png")
     return {name: {key: value for key, value in r.to_dict().items() if key != "l0_histogram"}
-            | {"l0_std": _l0_std(r.l0_histogram)} for name, r in results.items()}
+            | {"l0_std": _l0_std(r.l0_histogram)} | _coefficient(saes[name]) for name, r in results.items()}
+
+
+def _coefficient(sae: Any) -> dict[str, float]:
+    """The penalty coefficient an L1/L0-penalised SAE ended training with, if it was steered to a target L0."""
+    return sae.coefficient_statistics() if getattr(sae, "target_l0", None) is not None else {}
 
 
 def _l0_std(histogram: list[int]) -> float:
@@ -152,11 +193,12 @@ def _l0_std(histogram: list[int]) -> float:
 
 
 def meta_analyses(config: ReproduceConfig, saes: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Section 5 (Figs. 6 and 23): a meta-SAE on the largest SAE's decoder rows."""
+    """Section 5 (Figs. 6 and 23): a meta-SAE on the decoder rows of the ReLU/L1 family's largest SAE (the paper
+    decomposes GPT2-49152 of that family)."""
     from sae_fast.io import save_pretrained
     from sae_fast.meta import MetaSAEConfig, compare_with_saes, decoder_substitution, plot_meta_report, train_meta_sae
 
-    n = family_names(config)
+    n = family_names(config, "relu")
     large = saes[n["large"]]
     meta_config = MetaSAEConfig(n_meta_latents=config.n_meta_latents, k=config.meta_k, epochs=config.meta_epochs,
                                 train={"batch_size": large.d_sae, "seed": config.seed, "progress": config.progress})

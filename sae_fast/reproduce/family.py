@@ -75,44 +75,85 @@ def snapshot_dir(config: ReproduceConfig, step: int) -> Path:
     return Path(config.out) / "saes" / f"step{step:06d}"
 
 
+def distinct_study_dir(config: ReproduceConfig) -> Path:
+    return Path(config.out) / "saes" / f"distinct{config.distinct_rows}_step{config.milestones[0]:06d}"
+
+
+def distinct_study_specs(config: ReproduceConfig) -> list[SAESpec]:
+    """The SAEs the distinct-tokens study trains again: the ReLU family's small and medium, seed 0."""
+    wanted = {f"relu_{config.small}_s0", f"relu_{config.medium}_s0"}
+    return [spec for spec in config.family if spec.name in wanted]
+
+
 def train_family(config: ReproduceConfig, reader: Any, log) -> dict[int, Path]:
     """Train to every milestone (skipping finished ones); returns ``{step: snapshot folder}``."""
+    snapshots = {}
+    for step in config.milestones:
+        snapshots[step] = snapshot_dir(config, step)
+        train_snapshot(config, config.family, reader, lambda: reader.batches(config.batch_size, seed=config.seed,
+                                                                              epochs=None),
+                       step, snapshots[step], Path(config.out) / "checkpoints", reader.identity(), log)
+    return snapshots
+
+
+def train_distinct_study(config: ReproduceConfig, reader: Any, log) -> Path | None:
+    """The distinct-tokens study's snapshot: its SAEs trained on the first ``distinct_rows`` training rows only,
+    to the first milestone, from the same initialisation and batch count as the full family; ``None`` if skipped."""
+    import numpy as np
+
+    from sae_fast.activations.shuffled_batches import ShuffledBatches
+
+    if not config.distinct_rows:
+        return None
+    if config.distinct_rows >= reader.num_rows:
+        log(f"distinct-tokens study skipped: distinct_rows={config.distinct_rows} is not fewer than the "
+            f"{reader.num_rows} training rows")
+        return None
+    rows = np.arange(config.distinct_rows)
+    folder = distinct_study_dir(config)
+    identity = {**reader.identity(), "count": config.distinct_rows}
+    train_snapshot(config, distinct_study_specs(config), reader,
+                   lambda: ShuffledBatches(reader.activations, config.batch_size, seed=config.seed, epochs=None,
+                                           rows=rows),
+                   config.milestones[0], folder, Path(config.out) / "checkpoints_distinct", identity, log)
+    return folder
+
+
+def train_snapshot(config: ReproduceConfig, specs: list[SAESpec], reader: Any, batches, step: int, folder: Path,
+                   checkpoints: Path, identity: dict[str, Any], log) -> None:
+    """Train ``specs`` on ``batches()`` to ``step`` (resuming from ``checkpoints``) and snapshot them in ``folder``,
+    unless its ``done.json`` says that happened already."""
     from sae_fast.commands.recalibrate import recalibrate_thetas
     from sae_fast.io import save_pretrained
 
     out = Path(config.out)
-    snapshots = {}
-    for step in config.milestones:
-        folder = snapshot_dir(config, step)
-        snapshots[step] = folder
-        if (folder / DONE).is_file():
-            log(f"train: step {step} already snapshotted in {folder}")
-            continue
-        saes = {spec.name: build_sae(spec, reader.d_model, config) for spec in config.family}
-        checkpoint = out / "checkpoints" / "checkpoint.pt"
-        train_config = TrainConfig(
-            lr=config.lr, betas=PAPER.train["betas"], batch_size=config.batch_size,
-            total_tokens=step * config.batch_size, seed=config.seed, checkpoint_dir=str(checkpoint.parent),
-            checkpoint_every=1000, resume=checkpoint.is_file(), log_every=50, log_jsonl=str(out / "metrics.jsonl"),
-            progress=config.progress, extra={"hook_name": config.hook_name, "recipe": "paper"},
-        )
-        log(f"train: {len(saes)} SAEs to step {step} (batch {config.batch_size}, "
-            f"{'resuming' if train_config.resume else 'fresh'})")
-        start = time.perf_counter()
-        batches = reader.batches(config.batch_size, seed=config.seed, epochs=None)
-        result = Trainer(saes, train_config, data_identity=reader.identity()).train(batches)
-        seconds = time.perf_counter() - start
-        # Snapshots get θ re-estimated on training batches; the training copies keep their running state.
-        frozen = {name: copy.deepcopy(sae) for name, sae in saes.items()}
-        calibration = reader.batches(config.batch_size, seed=config.seed + step, epochs=1)
-        thetas = recalibrate_thetas(frozen, calibration, CALIBRATION_BATCHES)
-        metadata = {"hook_name": config.hook_name, "model_name": config.model, "steps": result.steps,
-                    "train_batch_size": config.batch_size, "recipe": "paper"}
-        for name, sae in frozen.items():
-            save_pretrained(sae, folder / name, metadata=metadata)
-        record = {"step": result.steps, "tokens_seen": result.tokens_seen, "train_seconds": seconds,
-                  "resumed": train_config.resume, "final_metrics": result.final_metrics,
-                  "thetas": {name: change.__dict__ for name, change in thetas.items()}}
-        atomic_write_text(folder / DONE, json.dumps(record, indent=2, default=float))
-        log(f"train: step {result.steps} in {seconds:.0f} s, snapshot in {folder}")
-    return snapshots
+    if (folder / DONE).is_file():
+        log(f"train: step {step} already snapshotted in {folder}")
+        return
+    saes = {spec.name: build_sae(spec, reader.d_model, config) for spec in specs}
+    checkpoint = checkpoints / "checkpoint.pt"
+    train_config = TrainConfig(
+        lr=config.lr, betas=PAPER.train["betas"], batch_size=config.batch_size,
+        total_tokens=step * config.batch_size, seed=config.seed, checkpoint_dir=str(checkpoints),
+        checkpoint_every=1000, resume=checkpoint.is_file(), log_every=50,
+        log_jsonl=str(out / f"metrics{'' if checkpoints.name == 'checkpoints' else '_' + checkpoints.name}.jsonl"),
+        progress=config.progress, extra={"hook_name": config.hook_name, "recipe": "paper"},
+    )
+    log(f"train: {len(saes)} SAEs to step {step} (batch {config.batch_size}, "
+        f"{'resuming' if train_config.resume else 'fresh'}) for {folder.name}")
+    start = time.perf_counter()
+    result = Trainer(saes, train_config, data_identity=identity).train(batches())
+    seconds = time.perf_counter() - start
+    # Snapshots get θ re-estimated on training batches; the training copies keep their running state.
+    frozen = {name: copy.deepcopy(sae) for name, sae in saes.items()}
+    calibration = reader.batches(config.batch_size, seed=config.seed + step, epochs=1)
+    thetas = recalibrate_thetas(frozen, calibration, CALIBRATION_BATCHES)
+    metadata = {"hook_name": config.hook_name, "model_name": config.model, "steps": result.steps,
+                "train_batch_size": config.batch_size, "recipe": "paper"}
+    for name, sae in frozen.items():
+        save_pretrained(sae, folder / name, metadata=metadata)
+    record = {"step": result.steps, "tokens_seen": result.tokens_seen, "train_seconds": seconds,
+              "resumed": train_config.resume, "final_metrics": result.final_metrics,
+              "thetas": {name: change.__dict__ for name, change in thetas.items()}}
+    atomic_write_text(folder / DONE, json.dumps(record, indent=2, default=float))
+    log(f"train: step {result.steps} in {seconds:.0f} s, snapshot in {folder}")

@@ -13,11 +13,14 @@ import torch
 
 from sae_fast.io.atomic import atomic_write_text
 from sae_fast.reproduce.analyses import (
-    family_names, architecture_comparison, convergence_point, load_family, meta_analyses, stitching_analyses,
+    architecture_comparison, convergence_point, distinct_tokens_study, family_names, load_family, meta_analyses,
+    stitching_analyses,
 )
-from sae_fast.reproduce.claims import CLAIMS_FORMAT, CLAIMS_VERSION, build_claims, check_claims_format
-from sae_fast.reproduce.config import ReproduceConfig
-from sae_fast.reproduce.family import extract_cache, train_family
+from sae_fast.reproduce.claims import (
+    CLAIMS_FORMAT, CLAIMS_VERSION, architecture_claims, check_claims_format, l0_claim, meta_claims, stitching_claims,
+)
+from sae_fast.reproduce.config import FAMILIES, ReproduceConfig
+from sae_fast.reproduce.family import extract_cache, train_distinct_study, train_family
 from sae_fast.reproduce.report import write_report
 
 CLAIMS = "claims.json"
@@ -49,34 +52,54 @@ def run_reproduction(config: ReproduceConfig) -> Path:
     heldout = ActivationCacheReader(out / "cache", split="heldout")
     x = heldout.rows(0, config.eval_tokens)
     snapshots = timed("train the family (0 when reused)", train_family, config, reader, _log)
+    subset = timed("distinct-tokens study: training (0 when reused)", train_distinct_study, config, reader, _log)
 
     _log("convergence study")
     start = time.perf_counter()
-    convergence = {str(step): convergence_point(config, load_family(config, folder), x)
-                   for step, folder in snapshots.items()}
-    timings["convergence study"] = time.perf_counter() - start
+    convergence = {family: {} for family in FAMILIES}
+    for step, folder in snapshots.items():
+        saes = load_family(config, folder)
+        for family in FAMILIES:
+            convergence[family][str(step)] = convergence_point(config, saes, x, family)
+    distinct = None
+    if subset is not None:
+        distinct = distinct_tokens_study(config, subset, snapshots[config.milestones[0]], reader.num_rows, x)
+    timings["convergence and distinct-tokens studies"] = time.perf_counter() - start
 
     final = snapshots[config.milestones[-1]]
     saes = load_family(config, final)
-    _log(f"stitching analyses on {final}")
-    stitching = timed("stitching analyses", stitching_analyses, config, saes, x, out / "stitching")
-    _log("BatchTopK vs TopK vs JumpReLU (with CE)")
+    relative = lambda name: str((final / name).relative_to(out))  # noqa: E731
+    stitching, claims = {}, {}
+    for family, folder in zip(FAMILIES, ("stitching", "stitching_batchtopk")):
+        _log(f"stitching analyses of the {family} family on {final}")
+        stitching[family] = timed(f"stitching analyses ({family})", stitching_analyses, config, saes, x,
+                                  out / folder, family)
+        n = family_names(config, family)
+        folders = {"small": relative(n["small"]), "large": relative(n["medium"]),
+                   "small_other": relative(n["small_other"]), "small_name": n["small"],
+                   "small_other_name": n["small_other"]}
+        claims[family] = stitching_claims(config, stitching[family], folders, family)
+    _log("BatchTopK vs TopK vs JumpReLU vs ReLU/L1 (with CE)")
     architectures = timed("architecture comparison", architecture_comparison, config, saes, x, heldout,
                           out / "architectures")
-    _log("meta-SAE")
+    _log("meta-SAE on the ReLU/L1 family's largest SAE")
     meta = timed("meta-SAE", meta_analyses, config, saes, out / "meta")
 
-    n = family_names(config)
-    relative = lambda name: str((final / name).relative_to(out))  # noqa: E731
-    folders = {"small": relative(n["small"]), "large": relative(n["medium"]), "small_other": relative(n["small_other"]),
-               **{f"{key}_name": n[key] for key in ("small", "small_other", "medium", "topk", "jumprelu")}}
+    relu = family_names(config, "relu")
+    heldout_l0 = {str(getattr(config, size)): convergence["relu"][str(config.milestones[-1])][f"heldout_l0_{size}"]
+                  for size in ("small", "medium", "large")}
     document = {
         "format": CLAIMS_FORMAT, "version": CLAIMS_VERSION, "config": config.to_dict(),
         "heldout_cache": "cache",
         "data": {"train_rows": reader.num_rows, "eval_rows": int(x.shape[0]), "heldout_rows": heldout.num_rows},
-        "claims": build_claims(config, stitching, architectures, meta, folders),
-        "convergence": convergence,
-        "stitching": stitching, "architectures": architectures, "meta": meta,
+        "claims": {**claims["relu"], "relu_heldout_l0": l0_claim(config, heldout_l0),
+                   **meta_claims(meta), **architecture_claims(config, architectures, relu)},
+        "convergence": convergence["relu"],
+        "stitching": stitching["relu"], "architectures": architectures, "meta": meta,
+        "batchtopk_family": {"claims": claims["batchtopk"], "convergence": convergence["batchtopk"],
+                             "stitching": stitching["batchtopk"]},
+        "distinct_tokens": distinct,
+        "l1_coefficients": {name: saes[name].l1_coefficient for name in saes if name.startswith("relu_")},
         "saes": {step: str(folder.relative_to(out)) for step, folder in snapshots.items()},
         "timings_s": timings,
     }

@@ -58,7 +58,8 @@ class JumpReLUSAE(SparseAutoencoder):
     """``JumpReLUSAE(d_in, d_sae, l0_coefficient=..., bandwidth=0.001)``.
 
     ``l0_coefficient`` sets the sparsity and must be tuned to reach a target L0 (the paper used
-    0.004 / 0.0018 / 0.0008 on GPT-2 for L0 ≈ 16 / 32 / 64).
+    0.004 / 0.0018 / 0.0008 on GPT-2 for L0 ≈ 16 / 32 / 64). It is swept rather than steered: see
+    :mod:`sae_fast.sae.target_l0` for why.
     """
 
     architecture = "jumprelu"

@@ -4,28 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from sae_fast.kernels.selection_rule import SelectionRule
 from sae_fast.sae.base import SparseAutoencoder
 from sae_fast.sae.output import TrainingOutput
+from sae_fast.sae.target_l0 import DEFAULT_TARGET_L0_RATE, TargetL0
 from sae_fast.sparse_codes import SparseCodes
-from sae_fast.validation import check_nonnegative_float
 
 
-class ReLUSAE(SparseAutoencoder):
-    """``ReLUSAE(d_in, d_sae, l1_coefficient)``: every positive pre-activation is active.
+class ReLUSAE(TargetL0, SparseAutoencoder):
+    """``ReLUSAE(d_in, d_sae, l1_coefficient, target_l0=None)``: every positive pre-activation is active.
 
     Sparsity loss: ``l1_coefficient * mean_tokens(sum_i f_i * ||W_dec[i]||)``; weighting by the
-    decoder norm keeps the penalty meaningful if decoder rows are not renormalised.
+    decoder norm keeps the penalty meaningful if decoder rows are not renormalised. With
+    ``target_l0`` the coefficient is steered toward that L0 while training
+    (:mod:`sae_fast.sae.target_l0`), ``l1_coefficient`` being where it starts.
     """
 
     architecture = "relu"
 
-    def __init__(self, d_in: int, d_sae: int, l1_coefficient: float, **kwargs: Any) -> None:
+    def __init__(self, d_in: int, d_sae: int, l1_coefficient: float, *, target_l0: float | None = None,
+                 target_l0_rate: float = DEFAULT_TARGET_L0_RATE, **kwargs: Any) -> None:
         super().__init__(d_in, d_sae, **kwargs)
-        self.l1_coefficient = check_nonnegative_float(l1_coefficient, "l1_coefficient")
-        self._config.update(l1_coefficient=self.l1_coefficient)
+        self._config.update(l1_coefficient=float(l1_coefficient))
+        self._init_coefficient(l1_coefficient, "l1_coefficient", target_l0, target_l0_rate)
+
+    @property
+    def l1_coefficient(self) -> float:
+        """The L1 coefficient in use now (the steered value when ``target_l0`` is set)."""
+        return float(self.coefficient())
 
     def _selection(self, n_tokens: int) -> SelectionRule:
         return SelectionRule("threshold", 0.0)
@@ -35,4 +44,14 @@ class ReLUSAE(SparseAutoencoder):
         x_hat = pre @ self.W_dec + self.b_dec
         l1 = (pre * self.W_dec.norm(dim=1)).sum(dim=-1).mean()
         codes = SparseCodes.from_mask(pre.detach(), pre.detach() > 0)
-        return self._output(x_tokens, x_hat, codes, sparsity=self.l1_coefficient * l1)
+        output = self._output(x_tokens, x_hat, codes, sparsity=self.coefficient() * l1)
+        self._observe_l0(output.l0)
+        return output
+
+    @torch.no_grad()
+    def after_optimizer_step_(self) -> None:
+        super().after_optimizer_step_()
+        self._steer_coefficient()
+
+    def training_statistics(self) -> dict[str, float]:
+        return {**super().training_statistics(), **self.coefficient_statistics()}
