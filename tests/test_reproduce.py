@@ -52,6 +52,50 @@ def test_claims_json_format_and_files(reproduced):
     assert load_pretrained(out / novel["large"]).normalize_activations == "layer_norm"
 
 
+def test_the_stitching_claims_use_the_relu_family_and_batchtopk_has_its_own(reproduced):
+    out, report = reproduced
+    document = json.loads((out / "claims.json").read_text())
+    claims = document["claims"]
+    for name in ("novel_fraction", "same_size_reconstruction_fraction", "add_novel_mse_change", "meta_sae_fve"):
+        assert claims[name]["family"] == "relu"
+    small = load_pretrained(out / claims["novel_fraction"]["small"])
+    assert small.architecture == "relu" and small.target_l0 == 35.2 and small.l1_coefficient != 1e-3
+    assert load_pretrained(out / claims["same_size_reconstruction_fraction"]["a"]).architecture == "relu"
+    btk = document["batchtopk_family"]
+    assert btk["claims"]["novel_fraction"]["family"] == "batchtopk"
+    assert load_pretrained(out / btk["claims"]["novel_fraction"]["large"]).architecture == "batchtopk"
+    assert set(btk["convergence"]) == set(document["convergence"]) == {"8", "16"}
+    assert set(document["convergence"]["16"]) == set(btk["convergence"]["16"]) >= {"heldout_l0_large"}
+    assert set(claims["relu_heldout_l0"]["measured"]) == {"24", "48", "96"}
+    assert set(document["l1_coefficients"]) == {"relu_24_s0", "relu_24_s1", "relu_48_s0", "relu_48_s1", "relu_96_s0"}
+    # The JumpReLU sweep: both penalties measured, the nearer-to-k one compared with BatchTopK.
+    assert set(claims["jumprelu_at_k"]["measured"]) == {"0.0018", "0.0004"}
+    assert "jumprelu" in claims["batchtopk_vs_jumprelu_nmse"]["measured"]
+    assert "relu_48_s0" in document["architectures"]
+    study = document["distinct_tokens"]
+    assert study["distinct_rows"] == {"subset": 1024, "full": document["data"]["train_rows"]}
+    assert set(study["subset"]) == set(study["full"]) >= {"novel_fraction", "add_novel_mse_change"}
+    assert (out / "saes" / "distinct1024_step000008" / "relu_48_s0" / "cfg.json").is_file()
+    assert (out / "stitching_batchtopk" / "fig19_reconstruction_fraction.png").is_file()
+    text = report.read_text()
+    assert "## The stitching claims on both families" in text and "## Distinct tokens at a fixed step budget" in text
+
+
+def test_the_distinct_tokens_study_can_be_skipped(tmp_path):
+    from dataclasses import replace
+
+    from sae_fast.reproduce.family import train_distinct_study
+
+    config = replace(tiny_config(tmp_path), distinct_rows=0)
+    assert train_distinct_study(config, reader=None, log=print) is None
+    with pytest.raises(ValueError, match="distinct_rows"):
+        replace(tiny_config(tmp_path), distinct_rows=100)
+    with pytest.raises(ValueError, match="l1_l0_targets"):
+        replace(tiny_config(tmp_path), l1_l0_targets=(30.0, 0.0, 40.0))
+    with pytest.raises(ValueError, match="normalize"):
+        replace(tiny_config(tmp_path), l1_normalization="per_batch")
+
+
 def test_rerun_reuses_and_extends(reproduced, capsys):
     out, _ = reproduced
     first = (out / "saes" / "step000016" / "done.json").stat().st_mtime_ns

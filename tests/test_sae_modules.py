@@ -160,6 +160,25 @@ def test_sparse_path_gradients_equal_dense_reference_including_aux(cls):
         assert torch.allclose(g, grads["torch"][name], atol=1e-6), name
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+def test_relu_sparse_path_equals_the_dense_path(backend):
+    from sae_fast.kernels import cpu
+
+    if backend == "cpp" and not cpu.is_available():
+        pytest.skip("C++ extension not built")
+    x = torch.randn(32, D_IN)
+    results = {}
+    for path in ("dense", backend):
+        sae = make(ReLUSAE, l1_coefficient=0.05, backend=path)
+        out = sae.training_loss(x)
+        assert 0 < float(out.l0) < D_SAE  # some latents off, some on: the sparse path skips work
+        out.loss.backward()
+        results[path] = {"loss": out.loss.detach(), "l0": out.l0, "sparsity": out.sparsity_loss.detach(),
+                         **{n: p.grad.clone() for n, p in sae.named_parameters()}}
+    for name, value in results["dense"].items():
+        assert torch.allclose(value, results[backend][name], atol=1e-6), name
+
+
 class _LossOf(torch.nn.Module):
     def __init__(self, sae, x):
         super().__init__()

@@ -151,7 +151,7 @@ class ReproduceConfig:
                              f"got {self.l1_l0_targets}")
         if not 0 < self.l1_initial_coefficient < math.inf:
             raise ValueError(f"ReproduceConfig.l1_initial_coefficient must be > 0, got {self.l1_initial_coefficient}")
-        check_normalization(self.l1_normalization)
+        self.l1_normalization = check_normalization(self.l1_normalization)
         self.milestones = tuple(int(m) for m in self.milestones)
         if not self.milestones or list(self.milestones) != sorted(set(self.milestones)) or self.milestones[0] < 1:
             raise ValueError(f"ReproduceConfig.milestones must be increasing step counts >= 1, got {self.milestones}")
