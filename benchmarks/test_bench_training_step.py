@@ -66,13 +66,18 @@ def dense_peer_step(sae: BatchTopKSAE, optimizer: torch.optim.Optimizer, x: torc
     _mark_dead(sae)
 
 
-def sae_fast_step(sae: BatchTopKSAE, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> None:
+def optimiser_step(sae, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> None:
+    """One sae_fast training step of any SAE, as its trainer takes it."""
     out = sae.training_loss(x)
     out.loss.backward()
     sae.remove_parallel_decoder_grad_()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     sae.after_optimizer_step_()
+
+
+def sae_fast_step(sae: BatchTopKSAE, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> None:
+    optimiser_step(sae, optimizer, x)
     _mark_dead(sae)
 
 

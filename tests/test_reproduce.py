@@ -81,6 +81,18 @@ def test_the_stitching_claims_use_the_relu_family_and_batchtopk_has_its_own(repr
     assert "## The stitching claims on both families" in text and "## Distinct tokens at a fixed step budget" in text
 
 
+def test_a_snapshot_of_an_earlier_version_is_refused_by_name(reproduced, tmp_path):
+    import shutil
+
+    out, _ = reproduced
+    copy = tmp_path / "old"
+    shutil.copytree(out / "saes" / "step000008", copy / "saes" / "step000008")
+    shutil.copytree(out / "cache", copy / "cache")
+    shutil.rmtree(copy / "saes" / "step000008" / "relu_24_s0")  # as a BatchTopK-only run left it
+    with pytest.raises(ValueError, match=r"relu_24_s0.*another --out"):
+        run_reproduction(tiny_config(copy, milestones=(8,)))
+
+
 def test_the_distinct_tokens_study_can_be_skipped(tmp_path):
     from dataclasses import replace
 

@@ -108,7 +108,8 @@ class ReproduceConfig:
     batch_size: int = documented(
         512,
         "Tokens per step. Smaller than the paper's 4096: at a fixed CPU budget, steps matter more than tokens "
-        "per step for every stitching statistic (issue 11's measurements).",
+        "per step for every stitching statistic (measured at batch 512 against 4096 on the same cache; "
+        "docs/reproduction.md).",
     )
     lr: float = documented(
         3e-3,

@@ -128,6 +128,13 @@ def train_snapshot(config: ReproduceConfig, specs: list[SAESpec], reader: Any, b
 
     out = Path(config.out)
     if (folder / DONE).is_file():
+        missing = [spec.name for spec in specs if not (folder / spec.name).is_dir()]
+        if missing:
+            raise ValueError(
+                f"{folder} is a finished snapshot without {missing}: it was written by an earlier version of "
+                "`make reproduce` or another configuration; pass another --out (the cache folder can be copied "
+                "into it to skip the extraction)"
+            )
         log(f"train: step {step} already snapshotted in {folder}")
         return
     saes = {spec.name: build_sae(spec, reader.d_model, config) for spec in specs}
