@@ -70,7 +70,7 @@ def test_the_stitching_claims_use_the_relu_family_and_batchtopk_has_its_own(repr
     assert set(document["l1_coefficients"]) == {"relu_24_s0", "relu_24_s1", "relu_48_s0", "relu_48_s1", "relu_96_s0"}
     # The JumpReLU sweep: both penalties measured, the nearer-to-k one compared with BatchTopK.
     assert set(claims["jumprelu_at_k"]["measured"]) == {"0.0018", "0.0004"}
-    assert "jumprelu" in claims["batchtopk_vs_jumprelu_nmse"]["measured"]
+    assert set(claims["batchtopk_vs_jumprelu_nmse"]["measured"]["jumprelu_sweep"]) == {"0.0018", "0.0004"}
     assert "relu_48_s0" in document["architectures"]
     study = document["distinct_tokens"]
     assert study["distinct_rows"] == {"subset": 1024, "full": document["data"]["train_rows"]}
@@ -91,6 +91,18 @@ def test_a_snapshot_of_an_earlier_version_is_refused_by_name(reproduced, tmp_pat
     shutil.rmtree(copy / "saes" / "step000008" / "relu_24_s0")  # as a BatchTopK-only run left it
     with pytest.raises(ValueError, match=r"relu_24_s0.*another --out"):
         run_reproduction(tiny_config(copy, milestones=(8,)))
+
+
+def test_jumprelu_is_read_off_its_sweep_at_batchtopks_l0():
+    from sae_fast.reproduce.claims import interpolate_at_l0
+
+    # NMSE falling as a power of L0: log-log interpolation is exact there.
+    points = [(10.0, 0.02), (40.0, 0.02 * 4 ** -0.5)]
+    assert interpolate_at_l0(points, 20.0, log_scale=True) == pytest.approx(0.02 * 2 ** -0.5)
+    assert interpolate_at_l0(points[::-1], 20.0, log_scale=True) == pytest.approx(0.02 * 2 ** -0.5)
+    assert interpolate_at_l0([(10.0, -1.0), (40.0, 1.0)], 20.0, log_scale=False) == pytest.approx(0.0)
+    assert interpolate_at_l0(points, 50.0, log_scale=True) is None  # outside the sweep: no extrapolation
+    assert interpolate_at_l0([(10.0, -1.0), (40.0, 1.0)], 20.0, log_scale=True) is None
 
 
 def test_the_distinct_tokens_study_can_be_skipped(tmp_path):
