@@ -92,7 +92,7 @@ def train_family(config: ReproduceConfig, reader: Any, log) -> dict[int, Path]:
         snapshots[step] = snapshot_dir(config, step)
         train_snapshot(config, config.family, reader, lambda: reader.batches(config.batch_size, seed=config.seed,
                                                                               epochs=None),
-                       step, snapshots[step], Path(config.out) / "checkpoints", reader.identity(), log)
+                       step, snapshots[step], "", reader.identity(), log)
     return snapshots
 
 
@@ -115,14 +115,15 @@ def train_distinct_study(config: ReproduceConfig, reader: Any, log) -> Path | No
     train_snapshot(config, distinct_study_specs(config), reader,
                    lambda: ShuffledBatches(reader.activations, config.batch_size, seed=config.seed, epochs=None,
                                            rows=rows),
-                   config.milestones[0], folder, Path(config.out) / "checkpoints_distinct", identity, log)
+                   config.milestones[0], folder, f"distinct{config.distinct_rows}", identity, log)
     return folder
 
 
 def train_snapshot(config: ReproduceConfig, specs: list[SAESpec], reader: Any, batches, step: int, folder: Path,
-                   checkpoints: Path, identity: dict[str, Any], log) -> None:
-    """Train ``specs`` on ``batches()`` to ``step`` (resuming from ``checkpoints``) and snapshot them in ``folder``,
-    unless its ``done.json`` says that happened already."""
+                   run: str, identity: dict[str, Any], log) -> None:
+    """Train ``specs`` on ``batches()`` to ``step`` and snapshot them in ``folder``, unless its ``done.json`` says
+    that happened already. ``run`` names the training run ("" for the family): each has its own checkpoint
+    (``checkpoints[_run]/``, resumed from) and metrics log (``metrics[_run].jsonl``)."""
     from sae_fast.commands.recalibrate import recalibrate_thetas
     from sae_fast.io import save_pretrained
 
@@ -138,12 +139,14 @@ def train_snapshot(config: ReproduceConfig, specs: list[SAESpec], reader: Any, b
         log(f"train: step {step} already snapshotted in {folder}")
         return
     saes = {spec.name: build_sae(spec, reader.d_model, config) for spec in specs}
+    suffix = f"_{run}" if run else ""
+    checkpoints = out / f"checkpoints{suffix}"
     checkpoint = checkpoints / "checkpoint.pt"
     train_config = TrainConfig(
         lr=config.lr, betas=PAPER.train["betas"], batch_size=config.batch_size,
         total_tokens=step * config.batch_size, seed=config.seed, checkpoint_dir=str(checkpoints),
         checkpoint_every=1000, resume=checkpoint.is_file(), log_every=50,
-        log_jsonl=str(out / f"metrics{'' if checkpoints.name == 'checkpoints' else '_' + checkpoints.name}.jsonl"),
+        log_jsonl=str(out / f"metrics{suffix}.jsonl"),
         progress=config.progress, extra={"hook_name": config.hook_name, "recipe": "paper"},
     )
     log(f"train: {len(saes)} SAEs to step {step} (batch {config.batch_size}, "
